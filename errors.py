@@ -1,0 +1,74 @@
+"""The error tree. Every message is written for a CRM administrator; main.py catches ResolverError once."""
+
+from __future__ import annotations
+
+
+class ResolverError(Exception):
+    """Base of every error the user should see as one line, never as a traceback."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+class ConfigError(ResolverError):
+    """A .env file is missing, malformed, or names a bad value."""
+
+
+class UsageError(ResolverError):
+    """The user typed or passed something we cannot use (command line: exit 2)."""
+
+
+class AuthError(ResolverError):
+    """Sign-in failed. Carries MSAL's error fields when there are any."""
+
+    def __init__(self, message: str, hint: str = "", error: str = "", correlation_id: str = "") -> None:
+        super().__init__(message, hint)
+        self.error = error
+        self.correlation_id = correlation_id
+
+
+class RunStateError(ResolverError):
+    """A run-folder file is missing, corrupted, or belongs to another run."""
+
+    def __init__(self, message: str, hint: str = "", path: str = "") -> None:
+        super().__init__(message, hint)
+        self.path = path
+
+
+class DataverseError(ResolverError):
+    """Dataverse answered with an error (or could not be reached)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str = "",
+        request_id: str = "",
+        retry_after: float | None = None,
+        hint: str = "",
+    ) -> None:
+        super().__init__(message, hint)
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+    @property
+    def is_transient(self) -> bool:
+        return self.status in (429, 502, 503, 504) or self.status is None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"status": self.status, "code": self.code, "message": self.message}
+
+
+class OutcomeUnknownError(DataverseError):
+    """A non-idempotent request was sent but no answer came back (dropped connection, timeout, 5xx).
+
+    The caller must find out from Dataverse whether it took effect before sending it again.
+    """
