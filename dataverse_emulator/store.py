@@ -1,0 +1,205 @@
+"""The emulator's in-memory database: tables of records keyed by id, an undo log for atomic operations,
+counters the tests read, and JSON save/load for `--state-file`.
+
+Records are plain dicts keyed by attribute logical name. A lookup value is a `Ref(entity, id)`; ids are
+lower-case GUID strings; datetimes are ISO-8601 strings in UTC ending in `Z` (so they compare as text).
+Every read or write happens under `store.lock` (a re-entrant lock); operations that must be atomic run
+inside `with store.transaction():`, which rolls every change back if the block raises.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .schema import SCHEMA, Entity
+
+
+class Ref(NamedTuple):
+    """A lookup value: the referenced table and record id."""
+
+    entity: str
+    id: str
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class RequestLogEntry:
+    method: str
+    path: str
+    status: int
+    duration_ms: float
+    user: str = ""
+
+
+@dataclass
+class Counters:
+    """What tests assert on: merges per subordinate, and every request served."""
+
+    merge_success: Counter[str] = field(default_factory=Counter)   # subordinate id -> successful merges
+    merge_attempts: Counter[str] = field(default_factory=Counter)  # subordinate id -> Merge requests seen
+    requests: list[RequestLogEntry] = field(default_factory=list)
+    throttled: int = 0
+
+
+class NotFound(KeyError):
+    """No such record."""
+
+
+class Store:
+    """Tables of records. Thread-safe through one re-entrant lock."""
+
+    def __init__(self, schema: dict[str, Entity] | None = None) -> None:
+        self.schema = schema or SCHEMA
+        self.tables: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.schema}
+        self.lock = threading.RLock()
+        self.counters = Counters()
+        self.settings: dict[str, Any] = {}  # org-level switches (e.g. marketing plugin installed)
+        self._undo: list[tuple[str, str, dict[str, Any] | None]] | None = None
+        self._version = 1000
+
+    # -- reads -----------------------------------------------------------------------------------
+    def get(self, entity: str, record_id: str) -> dict[str, Any] | None:
+        """The live record (do not mutate it outside the store), or None."""
+        return self.tables[entity].get(record_id.lower())
+
+    def require(self, entity: str, record_id: str) -> dict[str, Any]:
+        rec = self.get(entity, record_id)
+        if rec is None:
+            raise NotFound(f"{entity}({record_id})")
+        return rec
+
+    def rows(self, entity: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.tables[entity].values())
+
+    def find(self, entity: str, predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for r in self.tables[entity].values() if predicate(r)]
+
+    def referencing(self, entity: str, attr: str, target: str, target_id: str) -> list[dict[str, Any]]:
+        """Rows of `entity` whose lookup `attr` points at `target(target_id)`."""
+        ref = Ref(target, target_id)
+        return self.find(entity, lambda r: r.get(attr) == ref)
+
+    # -- writes ----------------------------------------------------------------------------------
+    def insert(self, entity: str, values: dict[str, Any], record_id: str | None = None) -> str:
+        """Add a record with the system columns filled in; returns its id."""
+        meta = self.schema[entity]
+        rid = (record_id or values.get(meta.primary_id) or new_id()).lower()
+        with self.lock:
+            if rid in self.tables[entity]:
+                raise ValueError(f"{entity}({rid}) already exists")
+            stamp = values.get("createdon") or now_iso()
+            record: dict[str, Any] = {meta.primary_id: rid, "createdon": stamp, "modifiedon": stamp}
+            if "statecode" in meta.attrs:
+                record["statecode"], record["statuscode"] = 0, 1
+            if "merged" in meta.attrs:
+                record["merged"] = False
+            record.update(values)
+            record[meta.primary_id] = rid
+            record["versionnumber"] = self._next_version()
+            self._remember(entity, rid, None)
+            self.tables[entity][rid] = record
+            return rid
+
+    def update(self, entity: str, record_id: str, values: dict[str, Any], *, touch: bool = True) -> dict[str, Any]:
+        with self.lock:
+            rec = self.require(entity, record_id)
+            self._remember(entity, rec[self.schema[entity].primary_id], dict(rec))
+            rec.update(values)
+            if touch:
+                rec["modifiedon"] = values.get("modifiedon") or now_iso()
+                rec["versionnumber"] = self._next_version()
+            return rec
+
+    def delete(self, entity: str, record_id: str) -> None:
+        with self.lock:
+            rec = self.require(entity, record_id)
+            rid = rec[self.schema[entity].primary_id]
+            self._remember(entity, rid, dict(rec))
+            del self.tables[entity][rid]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside succeed together or are undone together. Nested use joins the outer one."""
+        with self.lock:
+            if self._undo is not None:
+                yield
+                return
+            self._undo = []
+            try:
+                yield
+            except BaseException:
+                for entity, rid, before in reversed(self._undo):
+                    if before is None:
+                        self.tables[entity].pop(rid, None)
+                    else:
+                        self.tables[entity][rid] = before
+                raise
+            finally:
+                self._undo = None
+
+    def _remember(self, entity: str, rid: str, before: dict[str, Any] | None) -> None:
+        if self._undo is not None:
+            self._undo.append((entity, rid, before))
+
+    def _next_version(self) -> int:
+        self._version += 1
+        return self._version
+
+    # -- persistence -----------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        with self.lock:
+            tables = {
+                name: [{k: _encode(v) for k, v in rec.items()} for rec in recs.values()]
+                for name, recs in self.tables.items()
+            }
+            return {"version": 1, "settings": self.settings, "tables": tables, "next_version": self._version}
+
+    def load_json(self, data: dict[str, Any]) -> None:
+        with self.lock:
+            self.settings = dict(data.get("settings", {}))
+            self._version = int(data.get("next_version", self._version))
+            for name, recs in data.get("tables", {}).items():
+                if name not in self.schema:
+                    continue
+                meta = self.schema[name]
+                self.tables[name] = {
+                    rec[meta.primary_id]: {k: _decode(meta, k, v) for k, v in rec.items()} for rec in recs
+                }
+
+    def save(self, path: Path) -> None:
+        """Write the state atomically (temp file + rename)."""
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def load(self, path: Path) -> None:
+        self.load_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _encode(value: Any) -> Any:
+    return {"@ref": [value.entity, value.id]} if isinstance(value, Ref) else value
+
+
+def _decode(meta: Entity, key: str, value: Any) -> Any:
+    if isinstance(value, dict) and "@ref" in value:
+        return Ref(*value["@ref"])
+    return value
