@@ -1,0 +1,200 @@
+"""The run folder: its file names (the original tool's, DESIGN.md section 1) and atomic JSON/CSV I/O.
+
+Nothing else builds these paths. Every write goes to a temp file in the same folder and is renamed into
+place, so a crash never leaves half a file. Reads of missing or broken files raise RunStateError naming
+the file, the problem and the step that writes it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from errors import RunStateError, UsageError
+from runs import DuplicateGroups
+
+_SAFE_NAME = re.compile(r"^[\w\-. ]+$", re.UNICODE)
+
+
+def resolve_run_folder(name: str, work_dir: Path) -> Path:
+    """The run folder for a user-typed name, confined to the working folder."""
+    name = name.strip().strip('"').strip("'")
+    if not name:
+        raise UsageError("The folder name is empty.", "Type a name such as contact_merge_2026.")
+    base = work_dir.resolve()
+    path = (base / name).resolve()
+    if path != base and base not in path.parents:
+        raise UsageError(f"The folder '{name}' is outside the working folder {base}.",
+                         "Use a folder name inside it, such as contact_merge_2026.")
+    if path == base:
+        raise UsageError("The run folder cannot be the working folder itself.", "Type a sub-folder name.")
+    if any(not _SAFE_NAME.match(part) for part in path.relative_to(base).parts):
+        raise UsageError(f"The folder name '{name}' has characters that are not allowed.",
+                         "Use letters, digits, spaces, '-', '_' and '.'.")
+    return path
+
+
+class RunFolder:
+    """One dedupe run's folder and the files in it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    # -- paths -----------------------------------------------------------------------------------
+    @property
+    def group_dir(self) -> Path:
+        return self.root / "group"
+
+    @property
+    def record_data_dir(self) -> Path:
+        return self.group_dir / "record_data"
+
+    @property
+    def duplicate_groups_path(self) -> Path:
+        return self.group_dir / "duplicate_groups.json"
+
+    @property
+    def prepare_dir(self) -> Path:
+        return self.root / "prepare"
+
+    @property
+    def audit_dir(self) -> Path:
+        return self.prepare_dir / "audit_records"
+
+    @property
+    def merges_csv(self) -> Path:
+        return self.prepare_dir / "merges.csv"
+
+    @property
+    def update_dir(self) -> Path:
+        return self.root / "update"
+
+    @property
+    def merge_actions_path(self) -> Path:
+        return self.update_dir / "merge_actions_made.json"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.update_dir / "journal.jsonl"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "resolver.log"
+
+    def record_path(self, record_id: str) -> Path:
+        return self.record_data_dir / f"{record_id}.json"
+
+    def display(self, path: Path) -> str:
+        """A path as the user should see it: relative to the working folder's run folder parent."""
+        try:
+            return str(path.relative_to(self.root.parent))
+        except ValueError:
+            return str(path)
+
+    # -- JSON ------------------------------------------------------------------------------------
+    def write_json(self, path: Path, data: Any, *, durable: bool = True) -> None:
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        atomic_write_text(path, text, durable=durable)
+
+    def read_json(self, path: Path, made_by: str) -> Any:
+        if not path.exists():
+            raise RunStateError(f"{self.display(path)} does not exist.", f"Run {made_by} first.", str(path))
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RunStateError(f"{self.display(path)} is not valid JSON ({_short(exc)}).",
+                                f"Rerun {made_by} to write it again.", str(path)) from exc
+        except OSError as exc:
+            raise RunStateError(f"Cannot read {self.display(path)}: {exc.strerror}.", "", str(path)) from exc
+
+    def write_record(self, record_id: str, record: dict[str, Any]) -> None:
+        # Many small files: renamed into place (never half-written) but not fsync'd one by one.
+        self.write_json(self.record_path(record_id), record, durable=False)
+
+    def read_record(self, record_id: str) -> dict[str, Any]:
+        data = self.read_json(self.record_path(record_id), "step 2 (Group duplicates)")
+        if not isinstance(data, dict):
+            raise RunStateError(f"{self.display(self.record_path(record_id))} does not hold a record.",
+                                "Rerun step 2 (Group duplicates).", str(self.record_path(record_id)))
+        return data
+
+    def write_duplicate_groups(self, groups: DuplicateGroups) -> None:
+        self.write_json(self.duplicate_groups_path, groups.to_json())
+
+    def read_duplicate_groups(self) -> DuplicateGroups:
+        data = self.read_json(self.duplicate_groups_path, "step 2 (Group duplicates)")
+        try:
+            return DuplicateGroups.from_json(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RunStateError(f"{self.display(self.duplicate_groups_path)} is damaged (missing {_short(exc)}).",
+                                "Rerun step 2 (Group duplicates).", str(self.duplicate_groups_path)) from exc
+
+    # -- CSV -------------------------------------------------------------------------------------
+    def write_csv(self, path: Path, header: list[str], rows: Iterable[list[Any]], *, bom: bool = False) -> None:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\r\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+        atomic_write_text(path, ("\ufeff" if bom else "") + buf.getvalue())
+
+    def read_csv(self, path: Path, required: list[str], made_by: str) -> list[dict[str, str]]:
+        if not path.exists():
+            raise RunStateError(f"{self.display(path)} does not exist.", f"Run {made_by} first.", str(path))
+        try:
+            with path.open(encoding="utf-8-sig", newline="") as fh:
+                reader = csv.DictReader(fh)
+                missing = [c for c in required if c not in (reader.fieldnames or [])]
+                if missing:
+                    raise RunStateError(f"{self.display(path)} has no column {', '.join(missing)}.",
+                                        f"Rerun {made_by}, or restore the column.", str(path))
+                return list(reader)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise RunStateError(f"{self.display(path)} cannot be read as CSV ({_short(exc)}).",
+                                f"Rerun {made_by}.", str(path)) from exc
+
+    # -- folders ---------------------------------------------------------------------------------
+    @contextmanager
+    def replace_dir(self, path: Path) -> Iterator[Path]:
+        """Yield a fresh temp folder; on success it replaces `path` (old content removed), else it is removed."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
+    """Write text to path via a temp file in the same folder (fsync'd when durable), then rename into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__

@@ -1,0 +1,93 @@
+"""Typed shapes of a run's state: what one step writes and the next reads (DESIGN.md section 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+MERGES_CSV_COLUMNS = [
+    "group_id", "order", "target_id", "subordinate_id", "preflight", "changed_fields", "update_content",
+    "target_modifiedon", "subordinate_modifiedon",
+]
+
+
+@dataclass(frozen=True)
+class Group:
+    """Records joined by duplicate pairs. `group_id` is stable: the smallest member id."""
+
+    group_id: str
+    record_ids: tuple[str, ...]
+
+
+@dataclass
+class DuplicateGroups:
+    """group/duplicate_groups.json."""
+
+    job_id: str
+    entity: str
+    groups: list[Group]
+    pairs_read: int = 0
+    capped: bool = False          # the job hit the service's 5000-duplicate cap
+    created: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id, "entity": self.entity, "created": self.created, "pairs_read": self.pairs_read,
+            "capped": self.capped,
+            "groups": [{"group_id": g.group_id, "records": list(g.record_ids)} for g in self.groups],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DuplicateGroups:
+        """Raises KeyError/TypeError/ValueError on a malformed document (the caller names the file)."""
+        groups = [Group(str(g["group_id"]), tuple(str(r) for r in g["records"])) for g in data["groups"]]
+        return cls(
+            job_id=str(data["job_id"]), entity=str(data["entity"]), groups=groups,
+            pairs_read=int(data.get("pairs_read", 0)), capped=bool(data.get("capped", False)),
+            created=str(data.get("created", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A pre-flight verdict on one planned merge. severity: fail | fail_if_parenting |
+    fail_if_marketing_plugin | warn."""
+
+    code: str
+    severity: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PlannedMerge:
+    """One row of prepare/merges.csv."""
+
+    group_id: str
+    order: int
+    target_id: str
+    subordinate_id: str
+    update_content: dict[str, Any]
+    changed_fields: tuple[str, ...] = ()
+    preflight: tuple[Finding, ...] = ()
+    target_modifiedon: str | None = None
+    subordinate_modifiedon: str | None = None
+
+
+@dataclass
+class MergeOutcome:
+    """One finished attempt, as the journal records it."""
+
+    subordinate_id: str
+    target_id: str
+    group_id: str
+    status: str                     # merged | failed | skipped | already_merged
+    http_status: int | None = None
+    error_code: str = ""
+    error_message: str = ""
+    failure_class: str = ""
+    hint: str = ""
+    started: str = ""
+    finished: str = ""
+    duration_ms: float = 0.0
+    update_content: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 1
