@@ -1,0 +1,135 @@
+"""The questions the steps ask, how each answer is checked, and where answers come from.
+
+Two sources with one interface: `PromptAnswers` asks at the console (re-asking on a bad answer and
+remembering good ones until menu option 5 clears them) and `FlagAnswers` takes command-line flags
+(a missing required value is a usage error, never a prompt that hangs in a pipeline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from console import Console, parse_yes_no
+from dataverse import validate_entity_name, validate_guid
+from errors import UsageError
+from run_folder import RunFolder, resolve_run_folder
+
+TARGET_STRATEGIES = ("oldest_record", "newest_record", "most_complete", "most_recently_modified")
+
+
+def parse_text(answer: str) -> str:
+    if not answer.strip():
+        raise UsageError("The answer is empty.", "Type a value.")
+    return answer.strip()
+
+
+def parse_max(answer: str) -> int | None:
+    answer = answer.strip()
+    if not answer or answer.lower() in ("all", "none"):
+        return None
+    try:
+        value = int(answer)
+    except ValueError:
+        raise UsageError(f"'{answer}' is not a whole number.",
+                         "Type a number such as 50, or press Enter for all.") from None
+    if value < 1:
+        raise UsageError(f"{value} is not a positive number.", "Type 1 or more, or press Enter for all.")
+    return value
+
+
+def parse_target(answer: str) -> str:
+    value = answer.strip().lower()
+    if value in TARGET_STRATEGIES:
+        return value
+    try:
+        import targets  # the registry also holds strategies users add
+        if value in targets.STRATEGIES:
+            return value
+        names = sorted(targets.STRATEGIES)
+    except ImportError:
+        names = list(TARGET_STRATEGIES)
+    raise UsageError(f"'{answer}' is not a target selection.", "Choose one of: " + ", ".join(names) + ".")
+
+
+@dataclass(frozen=True)
+class Question:
+    prompt: str
+    parse: Callable[[str], Any]
+    default: str | None = None      # shown in [brackets]; Enter takes it
+    flag: str = ""
+
+
+def questions(work_dir: Path) -> dict[str, Question]:
+    return {
+        "entity": Question("Entity logical name (e.g. contact)", validate_entity_name, None, "--entity"),
+        "view": Question("View name (system or personal)", parse_text, None, "--view"),
+        "folder": Question("Run folder name (e.g. contact_merge_2026)",
+                           lambda a: RunFolder(resolve_run_folder(a, work_dir)), None, "--folder"),
+        "job_id": Question("Duplicate detection job id (asyncoperationid)", validate_guid, None, "--job-id"),
+        "max_duplicates": Question("Maximum number of duplicates to take (Enter for all)", parse_max, "", "--max"),
+        "target": Question("Target selection (" + " / ".join(TARGET_STRATEGIES) + ")", parse_target,
+                           "oldest_record", "--target"),
+        "parenting_checks": Question("Perform parenting checks? (True/False)", parse_yes_no, "True",
+                                     "--parenting-check"),
+        "max_merges": Question("Maximum number of merges to run now (Enter for all)", parse_max, "", "--max"),
+    }
+
+
+class PromptAnswers:
+    """Answers typed at the console, remembered for later steps until cleared."""
+
+    def __init__(self, console: Console, work_dir: Path) -> None:
+        self.console = console
+        self.questions = questions(work_dir)
+        self.remembered: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        if key not in self.remembered:
+            q = self.questions[key]
+            self.remembered[key] = self.console.ask(q.prompt, q.parse, q.default)
+        return self.remembered[key]
+
+    def remember(self, key: str, value: Any) -> None:
+        self.remembered[key] = value
+
+    def confirm(self, prompt: str, default: bool = False, flag: str = "") -> bool:
+        return self.console.confirm(prompt, default)
+
+    def clear(self) -> None:
+        self.remembered.clear()
+
+
+class FlagAnswers:
+    """Answers from command-line flags; never prompts."""
+
+    def __init__(self, values: dict[str, Any], work_dir: Path, flags_on: set[str] | None = None) -> None:
+        self.questions = questions(work_dir)
+        self.values = values
+        self.flags_on = flags_on or set()
+
+    def get(self, key: str) -> Any:
+        q = self.questions[key]
+        raw = self.values.get(key)
+        if raw is None:
+            if q.default is None:
+                raise UsageError(f"{q.flag} is required for this command.", f"Add {q.flag} VALUE.")
+            raw = q.default
+        return raw if not isinstance(raw, str) else q.parse(raw)
+
+    def remember(self, key: str, value: Any) -> None:
+        self.values.setdefault(key, value)
+
+    def confirm(self, prompt: str, default: bool = False, flag: str = "") -> bool:
+        """Flags answer yes/no questions: a set flag means yes; else the default. Changing Dataverse
+        (flag "yes") needs the flag itself: a pipeline never merges by default."""
+        if flag and flag in self.flags_on:
+            return True
+        if flag == "yes":
+            raise UsageError("This changes Dataverse and cannot be undone.", "Add --yes to go ahead.")
+        return default
+
+    def clear(self) -> None:
+        self.values.clear()

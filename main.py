@@ -1,0 +1,185 @@
+"""Dynamics Duplicate Resolver: the menu and the command line. Wires the parts; catches errors once.
+
+    python main.py                 the menu (choose a .env file, sign in, options 1-5)
+    python main.py --demo          the menu against a local emulator with a demo org
+    python main.py merge --folder F --entity contact --yes     one step, no prompts
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import workflow
+from answers import FlagAnswers, PromptAnswers
+from auth import StaticTokenProvider, find_env_files, load_config, make_token_provider
+from console import Console
+from dataverse import DataverseClient
+from errors import ConfigError, ResolverError, UsageError
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+MENU = [
+    ("1", "Create duplicate detection job", workflow.detect),
+    ("2", "Group duplicates", workflow.group),
+    ("3", "Prepare duplicates", workflow.prepare),
+    ("4", "Merge duplicates", workflow.merge),
+    ("5", "Clear all and start again", None),
+    ("6", "Show duplicate detection rules", workflow.show_rules),
+    ("7", "Wait for a detection job", workflow.wait),
+    ("8", "Show a run folder's status", workflow.status),
+    ("0", "Exit", None),
+]
+COMMANDS = {"detect": workflow.detect, "group": workflow.group, "prepare": workflow.prepare,
+            "merge": workflow.merge, "status": workflow.status, "rules": workflow.show_rules,
+            "wait": workflow.wait}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="main.py", description="Bulk-merge duplicate records in Dataverse.")
+    p.add_argument("command", nargs="?", choices=sorted(COMMANDS), help="run one step without the menu")
+    p.add_argument("--env-file", help="the .env file to use (default: ask, or the first one found)")
+    p.add_argument("--demo", action="store_true", help="run against a local emulator with a demo org")
+    p.add_argument("--reset", action="store_true", help="with --demo: start the demo org afresh")
+    p.add_argument("--entity")
+    p.add_argument("--view")
+    p.add_argument("--folder")
+    p.add_argument("--job-id")
+    p.add_argument("--max", help="max duplicates (group) or merges (merge) to take")
+    p.add_argument("--target", help="oldest_record | newest_record | most_complete | most_recently_modified")
+    p.add_argument("--parenting-check", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--wait", action="store_true", help="detect: wait until the job is done")
+    p.add_argument("--yes", action="store_true", help="merge: do not ask for confirmation")
+    p.add_argument("--no-skip", action="store_true", help="merge: also try merges predicted to fail")
+    p.add_argument("--marketing-workaround", action="store_true", help="merge: move list memberships first")
+    p.add_argument("--check-modified", action="store_true", help="merge: skip records changed since prepare")
+    p.add_argument("--workers", type=int, help="merge: cap on parallel merges")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p.parse_args(argv)
+
+
+def choose_env_file(args: argparse.Namespace, console: Console, work_dir: Path, interactive: bool) -> Path:
+    if args.env_file:
+        return (work_dir / args.env_file).resolve()
+    found = find_env_files(work_dir)
+    if not found:
+        raise ConfigError(f"No .env file in {work_dir}.",
+                          "Copy .env.example to .env and fill in TENANT_ID and ENVIRONMENT_URI, or try --demo.")
+    if not interactive or len(found) == 1:
+        return found[0]
+    for n, path in enumerate(found, 1):
+        console.say(f"    {n}: {path.name}")
+
+    def pick(answer: str) -> Path:
+        if answer.isdigit() and 1 <= int(answer) <= len(found):
+            return found[int(answer) - 1]
+        raise UsageError(f"'{answer}' is not one of the numbers above.", "Type a number, or Enter for the first.")
+    return console.ask("Which .env file?", pick, "1")
+
+
+def connect(args: argparse.Namespace, console: Console, work_dir: Path, interactive: bool) -> tuple[
+        DataverseClient, object | None]:
+    if args.demo:
+        import demo
+
+        handle = demo.start(work_dir, reset=args.reset)
+        console.say(*demo.BANNER)
+        return DataverseClient(handle.url, StaticTokenProvider(demo.DEMO_TOKEN)), handle
+    config = load_config(choose_env_file(args, console, work_dir, interactive))
+    console.say(f"Signing in to {config.environment_uri} ({config.auth_mode})...")
+    return DataverseClient(config.environment_uri, make_token_provider(config, on_message=console.say)), None
+
+
+def run_menu(app: workflow.App) -> int:
+    while True:
+        app.console.say("", *(f"    {key}: {label}" for key, label, _ in MENU))
+        try:
+            choice = app.console.read("Choose an option: ").strip()
+        except EOFError:
+            return EXIT_OK
+        action = next((a for key, _, a in MENU if key == choice), None)
+        if choice == "0":
+            return EXIT_OK
+        if choice == "5":
+            app.answers.clear()
+            app.console.say("Cleared: the next option asks for everything again.")
+        elif action is None:
+            app.console.error(f"'{choice}' is not an option. Type a number from the list.")
+        else:
+            run_action(app, action)
+
+
+def run_action(app: workflow.App, action: object) -> int:
+    """One menu action; any failure returns to the menu with a one-line message."""
+    try:
+        return action(app)  # type: ignore[operator]
+    except ResolverError as exc:
+        app.console.error(str(exc))
+    except KeyboardInterrupt:
+        app.console.say("", "Cancelled. Back to the menu.")
+    except EOFError:
+        app.console.say("Cancelled.")
+    except Exception as exc:  # noqa: BLE001 - a bug in one step must not end the session with a traceback
+        logging.getLogger(__name__).exception("unexpected error in a menu action")
+        app.console.error(f"Unexpected error ({type(exc).__name__}: {exc}). Details are in resolver.log.")
+    return EXIT_FAILURES
+
+
+def flag_answers(args: argparse.Namespace, work_dir: Path) -> FlagAnswers:
+    values = {"entity": args.entity, "view": args.view, "folder": args.folder, "job_id": args.job_id,
+              "max_duplicates": args.max, "max_merges": args.max, "target": args.target,
+              "parenting_checks": args.parenting_check}
+    on = {name for name, flag in (("wait", args.wait), ("yes", args.yes), ("skip", not args.no_skip),
+                                  ("marketing_workaround", args.marketing_workaround)) if flag}
+    return FlagAnswers(values, work_dir, on)
+
+
+def start_log(work_dir: Path) -> None:
+    """Log to resolver.log in the working folder until a run folder is chosen (then to the run's own)."""
+    root = logging.getLogger()
+    if not any(isinstance(h, logging.FileHandler) for h in root.handlers):
+        handler = logging.FileHandler(work_dir / "resolver.log", encoding="utf-8", delay=True)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, stdout: TextIO | None = None,
+         work_dir: Path | None = None) -> int:
+    args = parse_args(argv)
+    console = Console(stdin, stdout)
+    work_dir = (work_dir or Path.cwd()).resolve()
+    interactive = args.command is None
+    start_log(work_dir)
+    handle = None
+    try:
+        client, handle = connect(args, console, work_dir, interactive)
+        answers = PromptAnswers(console, work_dir) if interactive else flag_answers(args, work_dir)
+        options = {"workers": args.workers, "check_modified": args.check_modified}
+        app = workflow.App(client, console, answers, work_dir, options)
+        return run_menu(app) if interactive else COMMANDS[args.command](app)
+    except (UsageError, ConfigError) as exc:
+        console.error(str(exc))
+        return EXIT_USAGE
+    except ResolverError as exc:
+        console.error(str(exc))
+        return EXIT_FAILURES
+    except (KeyboardInterrupt, EOFError):
+        console.say("Interrupted.")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the one boundary: a bug must not show a traceback
+        logging.getLogger(__name__).exception("unexpected error")
+        if args.debug:
+            raise
+        console.error(f"Unexpected error ({type(exc).__name__}: {exc}). Details are in resolver.log; "
+                      "rerun with --debug to see the traceback.")
+        return EXIT_FAILURES
+    finally:
+        if handle is not None:
+            handle.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

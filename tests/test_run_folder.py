@@ -1,0 +1,85 @@
+"""RunFolder: confined names, atomic writes, and clear messages for missing or broken files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from errors import RunStateError, UsageError
+from run_folder import RunFolder, atomic_write_text, resolve_run_folder
+from runs import DuplicateGroups, Group
+
+
+def test_folder_names_stay_inside_the_working_folder(tmp_path: Path) -> None:
+    assert resolve_run_folder("contact_merge_2026", tmp_path) == (tmp_path / "contact_merge_2026").resolve()
+    assert resolve_run_folder("  runs/contact 1  ", tmp_path) == (tmp_path / "runs" / "contact 1").resolve()
+    for bad in ("../outside", "/etc", "..", "", "   ", "a/../../b", "x;rm -rf", "."):
+        with pytest.raises(UsageError):
+            resolve_run_folder(bad, tmp_path)
+
+
+def test_json_round_trip_and_no_temp_files_left(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path / "r")
+    run.write_json(run.duplicate_groups_path, {"a": "José O'Brien 王"})
+    assert run.read_json(run.duplicate_groups_path, "step 2") == {"a": "José O'Brien 王"}
+    assert [p.name for p in run.group_dir.iterdir()] == ["duplicate_groups.json"]
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "f.json"
+    atomic_write_text(target, "old")
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("run_folder.os.fsync", disk_full)
+    with pytest.raises(OSError):
+        atomic_write_text(target, "new")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]
+
+
+def test_missing_and_corrupted_files_name_the_file_and_the_step(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path / "r")
+    with pytest.raises(RunStateError, match=r"duplicate_groups.json does not exist.*step 2"):
+        run.read_duplicate_groups()
+    run.group_dir.mkdir(parents=True)
+    run.duplicate_groups_path.write_text('{"job_id": "x", "groups": [', encoding="utf-8")
+    with pytest.raises(RunStateError, match="not valid JSON"):
+        run.read_duplicate_groups()
+    run.duplicate_groups_path.write_text(json.dumps({"job_id": "x", "groups": []}), encoding="utf-8")
+    with pytest.raises(RunStateError, match="damaged"):
+        run.read_duplicate_groups()
+
+
+def test_duplicate_groups_round_trip(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path / "r")
+    groups = DuplicateGroups("job", "contact", [Group("a", ("a", "b"))], pairs_read=3, capped=True)
+    run.write_duplicate_groups(groups)
+    back = run.read_duplicate_groups()
+    assert back.groups == groups.groups and back.capped and back.pairs_read == 3 and back.entity == "contact"
+
+
+def test_csv_missing_column_is_named(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path / "r")
+    run.write_csv(run.merges_csv, ["a", "b"], [["1", "=2"]], bom=True)
+    assert run.merges_csv.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert run.read_csv(run.merges_csv, ["a", "b"], "step 3") == [{"a": "1", "b": "=2"}]
+    with pytest.raises(RunStateError, match="has no column c"):
+        run.read_csv(run.merges_csv, ["a", "c"], "step 3")
+
+
+def test_replace_dir_swaps_cleanly_and_keeps_old_on_failure(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path / "r")
+    with run.replace_dir(run.prepare_dir) as tmp:
+        (tmp / "merges.csv").write_text("v1")
+    with pytest.raises(ValueError), run.replace_dir(run.prepare_dir) as tmp:
+        (tmp / "merges.csv").write_text("half")
+        raise ValueError
+    assert (run.prepare_dir / "merges.csv").read_text() == "v1"
+    with run.replace_dir(run.prepare_dir) as tmp:
+        (tmp / "other.csv").write_text("v2")
+    assert sorted(p.name for p in run.prepare_dir.iterdir()) == ["other.csv"]
+    assert sorted(p.name for p in run.root.iterdir()) == ["prepare"]

@@ -1,0 +1,184 @@
+"""The steps as the user drives them: gather answers, run a step module, say what was written and
+what to do next. Shared by the menu and the command line; no HTTP or file formats here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import create_detection_job as detect_step
+import group_duplicates as group_step
+from console import Console
+from dataverse import DataverseClient
+from duplicate_rules import describe, published_rules
+from run_folder import RunFolder
+
+log = logging.getLogger(__name__)
+
+
+class Answers(Protocol):
+    def get(self, key: str) -> Any: ...
+    def remember(self, key: str, value: Any) -> None: ...
+    def confirm(self, prompt: str, default: bool = False, flag: str = "") -> bool: ...
+    def clear(self) -> None: ...
+
+
+@dataclass
+class App:
+    """What every step gets: the client, the console, where answers come from, the working folder."""
+
+    client: DataverseClient
+    console: Console
+    answers: Answers
+    work_dir: Path
+    options: dict[str, Any] = field(default_factory=dict)   # command-line only switches (wait, workers...)
+    log_handler: logging.Handler | None = None
+
+    def folder(self) -> RunFolder:
+        run: RunFolder = self.answers.get("folder")
+        attach_run_log(self, run)
+        return run
+
+
+def attach_run_log(app: App, run: RunFolder) -> None:
+    """Log to resolver.log in the run folder (never tokens: dataverse.py logs no headers)."""
+    if app.log_handler is not None and getattr(app.log_handler, "baseFilename", "") == str(run.log_path):
+        return
+    root = logging.getLogger()
+    if app.log_handler is not None:
+        root.removeHandler(app.log_handler)
+        app.log_handler.close()
+    run.root.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run.log_path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    app.log_handler = handler
+
+
+def show_rules(app: App) -> int:
+    entity = app.answers.get("entity")
+    detect_step.check_entity(app.client, entity)
+    rules = published_rules(app.client, entity)
+    if not rules:
+        app.console.say(f"No published duplicate detection rule for {entity}: a detection job would fail.",
+                        "Publish one in Settings > Data Management > Duplicate Detection Rules.")
+        return 0
+    app.console.say(f"Published duplicate detection rules for {entity} (everything they match will be merged):")
+    for rule in rules:
+        app.console.say(*describe(rule))
+    return 0
+
+
+def detect(app: App) -> int:
+    entity = app.answers.get("entity")
+    detect_step.check_entity(app.client, entity)
+    view = detect_step.find_view(app.client, entity, app.answers.get("view"))
+    rules = published_rules(app.client, entity)
+    app.console.say(f"View: {view.name} ({view.kind} view)")
+    if not rules:
+        app.console.say(f"No published duplicate detection rule for {entity}: a job would find nothing and fail.",
+                        "Publish a rule first (Settings > Data Management > Duplicate Detection Rules).")
+        return 2
+    app.console.say("Published duplicate detection rules (a strict rule matters: everything it finds is merged):")
+    for rule in rules:
+        app.console.say(*describe(rule))
+    query = detect_step.to_query_expression(app.client, view.fetchxml)
+    job_id = detect_step.start_job(app.client, entity, query, f"Dedupe {entity}: {view.name}"[:100])
+    app.answers.remember("job_id", job_id)
+    app.console.say(f"Started duplicate detection job {job_id}",
+                    f"Watch it at: {detect_step.job_url(app.client.environment_uri, job_id)}")
+    if app.answers.confirm("Wait for the job to finish now?", default=True, flag="wait"):
+        return wait(app)
+    app.console.say("Next: when the job has finished, run step 2 (Group duplicates).")
+    return 0
+
+
+def wait(app: App) -> int:
+    job_id = app.answers.get("job_id")
+    status = detect_step.wait_for_job(
+        app.client, job_id, lambda s: app.console.progress(f"Job {s.job_id[:8]}…: {s.label}"),
+        poll_s=float(app.options.get("poll_s", 2.0)))
+    if status.succeeded:
+        app.console.say(f"Job {job_id} succeeded. Next: step 2 (Group duplicates).")
+        return 0
+    app.console.say(f"Job {job_id} is {status.label}. {status.message}".strip())
+    return 0 if not status.done else 1
+
+
+def group(app: App) -> int:
+    entity = app.answers.get("entity")
+    run = app.folder()
+    settings = group_step.GroupSettings(entity, app.answers.get("job_id"), app.answers.get("max_duplicates"))
+    app.console.say("Reading the job's duplicates and downloading the records...")
+    result = group_step.run(app.client, run, settings)
+    s = result.summary
+    app.console.say(
+        f"Pairs read: {s.get('pairs_read')}; groups: {s.get('groups')}; records: {s.get('records')}; "
+        f"largest group: {s.get('largest_group')}",
+        "Group sizes: " + ", ".join(f"{k} records: {v}" for k, v in sorted(s.get("size_histogram", {}).items())),
+        f"({result.requests} requests to Dataverse)",
+    )
+    if result.groups.capped:
+        app.console.say("The job hit the service's 5000-duplicate cap: after merging these, run another job "
+                        "(step 1) to find the rest.")
+    app.console.say("Written: " + "; ".join(result.written), "Next: step 3 (Prepare duplicates).")
+    return 0
+
+
+def prepare(app: App) -> int:
+    import prepare_duplicates as prepare_step  # users edit this module: import it when the step runs
+
+    entity = app.answers.get("entity")
+    run = app.folder()
+    target = app.answers.get("target")
+    result = prepare_step.run(app.client, run, prepare_step.PrepareSettings(entity=entity, target_strategy=target))
+    for line in prepare_step.summary_lines(result):
+        app.console.say(line)
+    app.console.say("Nothing was written to Dataverse. Review the audit files, edit the merge logic in "
+                    "prepare_duplicates.py if needed and rerun step 3; then step 4 (Merge duplicates).")
+    return 0
+
+
+def merge(app: App) -> int:
+    import merge_duplicates as merge_step
+
+    entity = app.answers.get("entity")
+    run = app.folder()
+    settings = merge_step.MergeSettings(
+        entity=entity,
+        parenting_checks=app.answers.get("parenting_checks"),
+        max_merges=app.answers.get("max_merges"),
+        marketing_workaround=app.answers.confirm(
+            "Use the marketing-list workaround (move list memberships to the target before merging)?",
+            default=False, flag="marketing_workaround"),
+        check_modified=bool(app.options.get("check_modified", False)),
+        workers=app.options.get("workers"),
+    )
+    plan = merge_step.load_plan(run, settings)
+    app.console.say(*plan.summary_lines())
+    if plan.predicted_failures and not app.answers.confirm(
+            f"Skip the {len(plan.predicted_failures)} merges predicted to fail?", default=True, flag="skip"):
+        settings = merge_step.MergeSettings(**{**settings.__dict__, "skip_predicted_failures": False})
+        plan = merge_step.load_plan(run, settings)
+    if not plan.to_run:
+        app.console.say("Nothing left to merge.")
+        return 0
+    if not app.answers.confirm(f"Merge {len(plan.to_run)} records in Dataverse now? This cannot be undone.",
+                               default=False, flag="yes"):
+        app.console.say("Nothing was merged.")
+        return 0
+    result = merge_step.run(app.client, run, plan, settings, on_progress=lambda p: app.console.progress(str(p)))
+    app.console.say(*result.summary_lines())
+    return 1 if result.failed else 0
+
+
+def status(app: App) -> int:
+    import status as status_step
+
+    run = app.folder()
+    app.console.say(*status_step.describe(run))
+    return 0
