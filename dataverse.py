@@ -8,25 +8,33 @@ request (POST Merge) that may have been processed raises OutcomeUnknownError ins
 
 from __future__ import annotations
 
-import email.utils
-import http.cookiejar
 import json as jsonlib
 import logging
-import math
 import random
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import requests
-import urllib3.exceptions
-from requests.adapters import HTTPAdapter
 
+from dataverse_http import (
+    BearerAuth,
+    ClientStats,
+    NoAffinityCookies,
+    ThrottleGate,
+    error_body,
+    never_sent,
+    new_session,
+    parse_retry_after,
+    prefer,
+    transport_reason,
+)
+from dataverse_metadata import AttributeMetadata, EntityMetadata
 from errors import DataverseError, OutcomeUnknownError, UsageError
 
 if TYPE_CHECKING:
@@ -52,6 +60,7 @@ _HINTS = {
     403: "Your account lacks a privilege for this; ask an administrator for a security role that grants it.",
     429: "Dataverse's service protection limits kept refusing it; run again later or with fewer workers.",
 }
+_MAX_URL = 32_000  # Dataverse refuses GET URLs over 32,768 characters
 _RETRY_HINT = "Check in Dataverse whether it took effect before sending it again."
 
 
@@ -72,121 +81,6 @@ class ClientSettings:
 DEFAULT_SETTINGS = ClientSettings()
 
 
-@dataclass(frozen=True)
-class AttributeMetadata:
-    """One column of a table, as far as reading and merging need it."""
-
-    logical_name: str
-    attribute_type: str
-    is_valid_for_update: bool
-    is_valid_for_read: bool
-    attribute_of: str | None = None
-    targets: tuple[str, ...] = ()  # lookup targets, e.g. ("account", "contact")
-
-    @property
-    def is_lookup(self) -> bool:
-        return self.attribute_type in _LOOKUP_TYPES
-
-    @property
-    def select_name(self) -> str:
-        """The Web API property to $select: ``_x_value`` for a lookup (``x`` itself is refused), else ``x``."""
-        return f"_{self.logical_name}_value" if self.is_lookup else self.logical_name
-
-
-@dataclass(frozen=True)
-class EntityMetadata:
-    """A table's names and columns (EntityDefinitions + Attributes)."""
-
-    logical_name: str
-    entity_set_name: str
-    primary_id: str
-    primary_name: str
-    object_type_code: int | None
-    attributes: Mapping[str, AttributeMetadata]
-
-    def updatable(self) -> frozenset[str]:
-        """Logical names with IsValidForUpdate: the only columns UpdateContent may carry."""
-        return frozenset(name for name, a in self.attributes.items() if a.is_valid_for_update)
-
-    def readable(self) -> list[str]:
-        """The $select list: readable, not a companion (AttributeOf), lookups as ``_x_value``."""
-        return sorted(
-            a.select_name
-            for a in self.attributes.values()
-            if a.is_valid_for_read and not a.attribute_of and a.attribute_type not in _UNSELECTABLE_TYPES
-        )
-
-    def lookups(self) -> dict[str, tuple[str, ...]]:
-        """Lookup / customer / owner columns -> the tables they may point to."""
-        return {name: a.targets for name, a in self.attributes.items() if a.is_lookup}
-
-
-@dataclass
-class ClientStats:
-    """Counters shared by all threads using one client."""
-
-    requests: int = 0
-    retries: int = 0
-    throttled: int = 0  # 429s seen
-    throttle_wait_s: float = 0.0
-    dop_hint: int | None = None  # last x-ms-dop-hint seen
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
-
-    def add(self, *, requests: int = 0, retries: int = 0, throttled: int = 0, throttle_wait_s: float = 0.0) -> None:
-        with self._lock:
-            self.requests += requests
-            self.retries += retries
-            self.throttled += throttled
-            self.throttle_wait_s += throttle_wait_s
-
-    def note_dop_hint(self, hint: int) -> None:
-        with self._lock:
-            self.dop_hint = hint
-
-    def as_dict(self) -> dict[str, Any]:
-        with self._lock:
-            return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
-
-
-class _ThrottleGate:
-    """After a 429 no thread sends until the Retry-After moment (Microsoft: pause all requests)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._open_at = 0.0
-
-    def close_for(self, seconds: float) -> None:
-        with self._lock:
-            self._open_at = max(self._open_at, time.monotonic() + seconds)
-
-    def wait(self) -> float:
-        start = time.monotonic()
-        while True:
-            with self._lock:
-                remaining = self._open_at - time.monotonic()
-            if remaining <= 0:
-                return time.monotonic() - start if remaining < 0 and self._open_at > start else 0.0
-            time.sleep(remaining)
-
-
-class _BearerAuth(requests.auth.AuthBase):
-    """Sets the Authorization header from the token provider on every request (it renews as needed)."""
-
-    def __init__(self, tokens: TokenProvider) -> None:
-        self._tokens = tokens
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        r.headers["Authorization"] = f"Bearer {self._tokens.get_token()}"
-        return r
-
-
-class _NoAffinityCookies(http.cookiejar.DefaultCookiePolicy):
-    """Drop ARR affinity cookies so requests spread over the web servers (Microsoft's throughput advice)."""
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return cookie.name not in _AFFINITY_COOKIES and super().set_ok(cookie, request)
-
-
 @dataclass
 class _Call:
     """One logical request and its retry bookkeeping."""
@@ -201,3 +95,359 @@ class _Call:
     throttles: int = 0
     throttle_wait: float = 0.0
     refreshed: bool = False
+
+
+class DataverseClient:
+    """A Web API client for one environment; share one instance between all worker threads."""
+
+    def __init__(
+        self,
+        environment_uri: str,
+        token_provider: TokenProvider,
+        settings: ClientSettings = DEFAULT_SETTINGS,
+        *,
+        session: requests.Session | None = None,
+        user_agent: str = "dynamics-duplicate-resolver/0.1",
+    ) -> None:
+        self.environment_uri = environment_uri if environment_uri.endswith("/") else environment_uri + "/"
+        self.api_url = f"{self.environment_uri}{API_PATH}"
+        self.settings = settings
+        self.stats = ClientStats()
+        self._host = urlsplit(self.environment_uri).netloc
+        self._tokens = token_provider
+        self._auth = BearerAuth(token_provider)
+        self._user_agent = user_agent
+        self._own_session = session is None
+        self._session = session if session is not None else new_session(settings.pool_size)
+        self._session.cookies.set_policy(NoAffinityCookies())
+        self._gate = ThrottleGate()
+        self._metadata: dict[str, EntityMetadata] = {}
+        self._metadata_lock = threading.Lock()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        expected: tuple[int, ...] = (200, 201, 204),
+        safe_to_retry: bool | None = None,
+    ) -> requests.Response:
+        """Send one request, retrying as the rules in the module docstring say; raise DataverseError otherwise."""
+        method = method.upper()
+        url = self._url(path, params)
+        short = url[len(self.api_url) :] if url.startswith(self.api_url) else url
+        call = _Call(
+            method=method,
+            url=url,
+            short=short if len(short) <= 500 else short[:500] + "...",
+            what=f"{method} {short.split('?')[0]}",
+            safe=(method in _IDEMPOTENT) if safe_to_retry is None else safe_to_retry,
+        )
+        data = None if json is None else jsonlib.dumps(json, ensure_ascii=False).encode("utf-8")
+        send_headers = self._headers(headers, has_body=data is not None)
+        while True:
+            waited = self._gate.wait()
+            if waited:
+                call.throttle_wait += waited
+                self.stats.add(throttle_wait_s=waited)
+            call.attempt += 1
+            response = self._send(call, data, send_headers)
+            if response is None:
+                continue
+            if response.status_code in expected:
+                return response
+            self._handle_refusal(call, response)
+
+    def get(self, path: str, params: Mapping[str, str] | None = None, *, annotations: bool = False) -> dict:
+        """GET one JSON document (a record, a function result, a metadata definition)."""
+        headers = {"Prefer": prefer(annotations, None)} if annotations else None
+        return self._json(self.request("GET", path, params=params, headers=headers), f"GET {path}") or {}
+
+    def get_all(
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        page_size: int | None = None,
+        annotations: bool = False,
+    ) -> Iterator[dict]:
+        """Yield every row of ``value`` across pages, following @odata.nextLink unchanged until absent."""
+        headers = {"Prefer": prefer(annotations, page_size or self.settings.page_size)}
+        url: str | None = path
+        query = params
+        while url:
+            page = self._json(self.request("GET", url, params=query, headers=headers), f"GET {path}") or {}
+            yield from page.get("value", [])
+            url, query = page.get("@odata.nextLink"), None
+
+    def post(self, path: str, json: Any = None, *, safe_to_retry: bool = False) -> dict | None:
+        """POST an action or a create; the answer's JSON, or None on 204."""
+        response = self.request("POST", path, json=json, safe_to_retry=safe_to_retry)
+        if response.status_code == 204 or not response.content:
+            return None
+        return self._json(response, f"POST {path}")
+
+    def patch(self, path: str, json: Any, *, if_match: str = "*") -> None:
+        """Update a record; ``If-Match: *`` (the default) refuses to create one that does not exist."""
+        self.request("PATCH", path, json=json, headers={"If-Match": if_match} if if_match else None)
+
+    def delete(self, path: str) -> None:
+        self.request("DELETE", path)
+
+    def get_many(
+        self,
+        entity_set: str,
+        id_column: str,
+        ids: Iterable[str],
+        select: Iterable[str] = (),
+        *,
+        annotations: bool = False,
+        chunk_size: int = 250,
+    ) -> Iterator[dict]:
+        """Records by id in bulk: ``$filter=Microsoft.Dynamics.CRM.In(...)``, a few hundred ids per request.
+
+        Ids are validated and de-duplicated; ids that no longer exist are simply absent from the result.
+        The chunk shrinks when a long $select would push the URL past Dataverse's 32,768-character limit.
+        """
+        unique = list(dict.fromkeys(validate_guid(i) for i in ids))
+        columns = list(dict.fromkeys([id_column, *select])) if select else []
+        params = {"$select": ",".join(columns)} if columns else {}
+        room = _MAX_URL - len(self.api_url) - len(entity_set) - len(params.get("$select", "")) - 200
+        size = max(1, min(chunk_size, room // 40))  # one quoted GUID and a comma: 39 characters
+        for start in range(0, len(unique), size):
+            values = ",".join(odata_string(i) for i in unique[start : start + size])
+            in_filter = f"Microsoft.Dynamics.CRM.In(PropertyName={odata_string(id_column)},PropertyValues=[{values}])"
+            yield from self.get_all(entity_set, {**params, "$filter": in_filter}, annotations=annotations)
+
+    def entity(self, logical_name: str) -> EntityMetadata:
+        """A table's metadata, fetched once per table and cached (thread-safe)."""
+        name = validate_entity_name(logical_name)
+        with self._metadata_lock:
+            if name not in self._metadata:
+                self._metadata[name] = self._fetch_entity(name)
+            return self._metadata[name]
+
+    def close(self) -> None:
+        if self._own_session:
+            self._session.close()
+
+    def __enter__(self) -> DataverseClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _url(self, path: str, params: Mapping[str, str] | None) -> str:
+        if path.startswith(("http://", "https://")):
+            if not path.startswith(self.api_url):  # never send the token to another host
+                raise DataverseError(f"Refusing to follow a link outside {self.api_url}: {path[:120]}")
+            url = path
+        else:
+            url = self.api_url + path.lstrip("/")
+        if params:
+            query = "&".join(f"{quote(str(k), safe='$@')}={quote(str(v), safe=_QUERY_SAFE)}" for k, v in params.items())
+            url += ("&" if "?" in url else "?") + query
+        return url
+
+    def _headers(self, extra: Mapping[str, str] | None, *, has_body: bool) -> dict[str, str]:
+        headers = {
+            "OData-Version": "4.0",
+            "OData-MaxVersion": "4.0",
+            "Accept": "application/json",
+            "User-Agent": self._user_agent,
+        }
+        if has_body:
+            headers["Content-Type"] = "application/json; charset=utf-8"
+        headers.update(extra or {})
+        return headers
+
+    def _send(self, call: _Call, data: bytes | None, headers: dict[str, str]) -> requests.Response | None:
+        """One attempt. None means a transport failure that may be retried (the wait is done)."""
+        started = time.monotonic()
+        self.stats.add(requests=1)
+        try:
+            response = self._session.request(
+                call.method,
+                call.url,
+                data=data,
+                headers=headers,
+                auth=self._auth,
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                allow_redirects=False,
+            )
+        except _TRANSPORT_ERRORS as exc:
+            ms = (time.monotonic() - started) * 1000
+            log.warning(
+                "%s %s -> %s after %.0f ms (attempt %d)",
+                call.method, call.short, transport_reason(exc), ms, call.attempt,
+            )
+            delay = self._after_transport_error(call, exc)
+            self.stats.add(retries=1)
+            time.sleep(delay)
+            return None
+        ms = (time.monotonic() - started) * 1000
+        log.info("%s %s -> %d in %.0f ms (attempt %d)", call.method, call.short, response.status_code, ms, call.attempt)
+        hint = response.headers.get("x-ms-dop-hint", "")
+        if hint.strip().isdigit():
+            self.stats.note_dop_hint(int(hint))
+        return response
+
+    def _after_transport_error(self, call: _Call, exc: Exception) -> float:
+        """The backoff before retrying a failed attempt, or raise when it must not (or cannot) be retried."""
+        reason = transport_reason(exc)
+        if isinstance(exc, requests.exceptions.SSLError):
+            raise DataverseError(
+                f"Cannot make a secure connection to {self._host}: {reason}.",
+                hint="Check ENVIRONMENT_URI; certificate verification stays on.",
+            ) from exc
+        if not call.safe and not never_sent(exc):
+            raise OutcomeUnknownError(
+                f"No answer to {call.what} from {self._host} ({reason}): the outcome is unknown.", hint=_RETRY_HINT
+            ) from exc
+        if call.retries >= self.settings.max_retries:
+            raise DataverseError(
+                f"Cannot reach {self._host}: {reason}. Check ENVIRONMENT_URI and your network.", status=None
+            ) from exc
+        call.retries += 1
+        return self._backoff(call.retries)
+
+    def _handle_refusal(self, call: _Call, response: requests.Response) -> None:
+        """Decide on an unexpected status: wait and return to retry, or raise."""
+        status = response.status_code
+        if status == 429:
+            self._gate.close_for(self._throttle_delay(call, response))
+            self.stats.add(throttled=1, retries=1)
+            return
+        if status == 401 and not call.refreshed:  # a 401 was not processed: renew the token and retry once
+            call.refreshed = True
+            self._tokens.get_token(force_refresh=True)
+            self.stats.add(retries=1)
+            return
+        if status >= 500 and not call.safe:
+            raise self._error(call, response, unknown=True)
+        if status >= 500 and call.retries < self.settings.max_retries:
+            call.retries += 1
+            retry_after = parse_retry_after(response) if status == 503 else None
+            self.stats.add(retries=1)
+            time.sleep(self._backoff(call.retries) if retry_after is None else self._cap(retry_after))
+            return
+        raise self._error(call, response)
+
+    def _throttle_delay(self, call: _Call, response: requests.Response) -> float:
+        call.throttles += 1
+        retry_after = parse_retry_after(response)
+        delay = self._backoff(call.throttles) if retry_after is None else self._cap(retry_after)
+        if call.throttle_wait + delay > self.settings.max_throttle_wait:
+            raise self._error(call, response)
+        log.info("%s %s throttled: all requests pause for %.1f s", call.method, call.short, delay)
+        return delay
+
+    def _cap(self, seconds: float) -> float:
+        return min(seconds, self.settings.max_retry_after)
+
+    def _backoff(self, n: int) -> float:
+        """Exponential backoff with full jitter (n = 1 for the first retry)."""
+        return random.uniform(0, self._cap(self.settings.backoff_base * 2 ** (n - 1)))
+
+    def _error(self, call: _Call, response: requests.Response, *, unknown: bool = False) -> DataverseError:
+        status = response.status_code
+        code, message = error_body(response)
+        label = f"HTTP {status} {code}".strip()
+        fields: dict[str, Any] = {
+            "status": status,
+            "code": code,
+            "request_id": response.headers.get("x-ms-service-request-id", ""),
+            "retry_after": parse_retry_after(response),
+        }
+        if unknown:
+            text = f"Dataverse failed {call.what} ({label}): {message} The outcome is unknown."
+            return OutcomeUnknownError(text, hint=_RETRY_HINT, **fields)
+        return DataverseError(
+            f"Dataverse refused {call.what} ({label}): {message}", hint=_HINTS.get(status, ""), **fields
+        )
+
+    def _json(self, response: requests.Response, what: str) -> Any:
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            snippet = " ".join(response.text.split())[:120]
+            raise DataverseError(
+                f"Dataverse answered {what.split('?')[0]} with something that is not JSON: {snippet}",
+                status=response.status_code,
+            ) from None
+
+    def _fetch_entity(self, name: str) -> EntityMetadata:
+        key = f"EntityDefinitions(LogicalName={odata_string(name)})"
+        try:
+            row = self.get(
+                key, {"$select": "LogicalName,EntitySetName,PrimaryIdAttribute,PrimaryNameAttribute,ObjectTypeCode"}
+            )
+        except DataverseError as exc:
+            if exc.status != 404:
+                raise
+            raise DataverseError(
+                f"There is no table named '{name}' in this environment.",
+                status=404,
+                code=exc.code,
+                request_id=exc.request_id,
+                hint="Use the table's logical name (like contact), not its display name.",
+            ) from None
+        columns = "LogicalName,AttributeType,IsValidForUpdate,IsValidForRead,AttributeOf"
+        rows = self.get(f"{key}/Attributes", {"$select": columns}).get("value", [])
+        lookup_path = f"{key}/Attributes/Microsoft.Dynamics.CRM.LookupAttributeMetadata"
+        targets = {
+            r["LogicalName"]: tuple(r.get("Targets") or ())
+            for r in self.get(lookup_path, {"$select": "LogicalName,Targets"}).get("value", [])
+        }
+        attributes = {
+            r["LogicalName"]: AttributeMetadata(
+                logical_name=r["LogicalName"],
+                attribute_type=str(r.get("AttributeType") or ""),
+                is_valid_for_update=bool(r.get("IsValidForUpdate")),
+                is_valid_for_read=bool(r.get("IsValidForRead")),
+                attribute_of=r.get("AttributeOf") or None,
+                targets=targets.get(r["LogicalName"], ()),
+            )
+            for r in rows
+        }
+        return EntityMetadata(
+            logical_name=row.get("LogicalName") or name,
+            entity_set_name=row["EntitySetName"],
+            primary_id=row["PrimaryIdAttribute"],
+            primary_name=row.get("PrimaryNameAttribute") or "",
+            object_type_code=row.get("ObjectTypeCode"),
+            attributes=MappingProxyType(attributes),
+        )
+
+
+def odata_string(value: str) -> str:
+    """An OData string literal: ``O'Brien`` -> ``'O''Brien'``."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def validate_entity_name(name: str) -> str:
+    """A table logical name (``contact``, ``new_project``), stripped; UsageError otherwise."""
+    clean = name.strip() if isinstance(name, str) else ""
+    if not _ENTITY_NAME.fullmatch(clean):
+        raise UsageError(
+            f"{str(name)[:80]!r} is not a table logical name: use lower-case letters, digits and _"
+            " (like contact or new_project), at most 64 characters."
+        )
+    return clean
+
+
+def validate_guid(value: str) -> str:
+    """A GUID, lower-case, without braces or spaces; UsageError otherwise."""
+    clean = value.strip().strip("{}").strip().lower() if isinstance(value, str) else ""
+    if not _GUID.fullmatch(clean):
+        raise UsageError(
+            f"{str(value)[:80]!r} is not a record id: expected a GUID like 00000000-0000-0000-0000-000000000000."
+        )
+    return clean
