@@ -120,7 +120,8 @@ class FlagAnswers:
         return raw if not isinstance(raw, str) else q.parse(raw)
 
     def remember(self, key: str, value: Any) -> None:
-        self.values.setdefault(key, value)
+        if self.values.get(key) is None:
+            self.values[key] = value
 
     def confirm(self, prompt: str, default: bool = False, flag: str = "") -> bool:
         """Flags answer yes/no questions: a set flag means yes; else the default. Changing Dataverse
