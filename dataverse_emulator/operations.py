@@ -1,0 +1,69 @@
+"""The actions and functions the emulator serves, by name (the server looks them up here).
+
+A handler takes `(ctx, params)` and returns the response body, or None for 204. For a bound operation
+`params["@bound"]` is `{"entity": logical name, "id": id}`.
+
+Actions: Merge; BulkDetectDuplicates; PublishDuplicateRule / UnpublishDuplicateRule (bound to
+duplicaterule: `duplicaterules({id})/Microsoft.Dynamics.CRM.PublishDuplicateRule`; unbound with
+`DuplicateRuleId` also accepted); AddMemberList / RemoveMemberList (bound to list, or with `ListId`);
+AddListMembersList. Functions: FetchXmlToQueryExpression(FetchXml), RetrieveDuplicates(BusinessEntity,
+MatchingEntityName, PagingInfo).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import detection, lists, merge, rules
+from .context import Context, Handler
+from .errors import bad_request
+from .fetchxml import fetch_to_query
+from .serialize import record_to_json
+
+
+def _rule_id(params: dict[str, Any]) -> str:
+    bound = params.get("@bound")
+    if isinstance(bound, dict) and bound.get("entity") == "duplicaterule":
+        return str(bound.get("id")).lower()
+    rule_id = params.get("DuplicateRuleId")
+    if not rule_id:
+        raise bad_request("PublishDuplicateRule is bound to a duplicaterule (or takes DuplicateRuleId).", "0x80040203")
+    return str(rule_id).strip("{}").lower()
+
+
+def publish_duplicate_rule(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Publishes at once; answers the (already completed) publishing asyncoperation."""
+    job_id = rules.publish_rule(ctx.store, _rule_id(params), ctx.caller_id)
+    with ctx.store.lock:
+        job = record_to_json(ctx.store, "asyncoperation", ctx.store.require("asyncoperation", job_id),
+                             None, False, ctx.api_url)
+    return {"@odata.context": f"{ctx.api_url}$metadata#asyncoperations/$entity", **job}
+
+
+def unpublish_duplicate_rule(ctx: Context, params: dict[str, Any]) -> None:
+    rules.unpublish_rule(ctx.store, _rule_id(params))
+
+
+def fetch_xml_to_query_expression(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "@odata.context": f"{ctx.api_url}$metadata#Microsoft.Dynamics.CRM.FetchXmlToQueryExpressionResponse",
+        "Query": fetch_to_query(params.get("FetchXml")),  # type: ignore[arg-type]
+    }
+
+
+ACTIONS: dict[str, Handler] = {
+    "Merge": merge.merge,
+    "BulkDetectDuplicates": detection.bulk_detect_duplicates,
+    "PublishDuplicateRule": publish_duplicate_rule,
+    "UnpublishDuplicateRule": unpublish_duplicate_rule,
+    "AddMemberList": lists.add_member_list,
+    "RemoveMemberList": lists.remove_member_list,
+    "AddListMembersList": lists.add_list_members_list,
+}
+
+FUNCTIONS: dict[str, Handler] = {
+    "FetchXmlToQueryExpression": fetch_xml_to_query_expression,
+    "RetrieveDuplicates": detection.retrieve_duplicates,
+}
+
+advance_jobs = detection.advance_jobs

@@ -1,0 +1,278 @@
+"""The HTTP side: a threaded stdlib server and the request pipeline around the router.
+
+Per request: authenticate (Bearer token; optional exact token; token lifetime fault), advance detection jobs,
+draw the injected faults (503 before processing, a slow delay, a dropped answer after processing), admit it
+through the service protection limiter, wait the configured latency, route it, and answer with the headers
+Dataverse sends (`OData-Version`, `x-ms-service-request-id`, `x-ms-dop-hint`, an `ARRAffinity` cookie).
+Every request is logged into `store.counters.requests`. Unexpected exceptions become a 500 and serving goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from .batch import handle_batch, is_batch
+from .context import Context, Handler
+from .errors import ServiceError
+from .limits import Limiter
+from .options import EmulatorOptions
+from .routes import Router
+from .store import RequestLogEntry, Store
+from .wire import API_PREFIX, ApiRequest, ApiResponse, error_response, json_response
+
+try:  # the domain helper's modules: until they exist the server runs without operations and jobs
+    from .operations import ACTIONS, FUNCTIONS
+except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the build stage
+    if _exc.name != f"{__package__}.operations":
+        raise
+    ACTIONS, FUNCTIONS = {}, {}
+try:
+    from .detection import advance_jobs
+except ModuleNotFoundError as _exc:  # pragma: no cover
+    if _exc.name != f"{__package__}.detection":
+        raise
+    advance_jobs = None
+
+log = logging.getLogger(__name__)
+MAX_URL = 32768
+UNAVAILABLE_CODE = "0x80040216"
+AUTH_CODE = "0x80072560"
+
+
+@dataclass
+class _Draw:
+    fail_503: bool = False
+    slow_s: float = 0.0
+    drop: bool = False
+
+
+class Emulator:
+    """The application: everything between a parsed HTTP request and its response."""
+
+    def __init__(self, store: Store, options: EmulatorOptions, base_url: str) -> None:
+        self.store = store
+        self.options = options
+        self.base_url = base_url
+        self.api_url = base_url.rstrip("/") + API_PREFIX
+        self.actions: dict[str, Handler] = dict(ACTIONS)
+        self.functions: dict[str, Handler] = dict(FUNCTIONS)
+        self.router = Router(self.actions, self.functions)
+        self.limiter = Limiter(options.limits) if options.limits is not None else None
+        self._rng = random.Random(options.seed)
+        self._rng_lock = threading.Lock()
+        self._tokens: dict[str, float] = {}
+        self._caller: str | None = None
+        self.affinity = random.Random(options.seed + 7).getrandbits(128).to_bytes(16, "big").hex()
+
+    # -- identity ------------------------------------------------------------------------------------------------
+    def caller_id(self) -> str:
+        """The demo admin: the first systemuser in the store (one is created when there is none)."""
+        with self.store.lock:
+            users = self.store.tables["systemuser"]
+            if self._caller is None or self._caller not in users:
+                if not users:
+                    self.store.insert("systemuser", {"fullname": "Emulator Admin", "isdisabled": False,
+                                                     "domainname": "admin@emulator.local",
+                                                     "internalemailaddress": "admin@emulator.local"})
+                self._caller = next(iter(users))
+            return self._caller
+
+    def authenticate(self, req: ApiRequest) -> str:
+        scheme, _, token = req.header("authorization").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise _unauthorized("Bearer authorization token not found in the request header 'Authorization'.")
+        required = self.options.require_token
+        if required is not None and token != required:
+            raise _unauthorized("The Bearer authorization token is invalid for this organization.", "invalid_token")
+        ttl = self.options.faults.token_ttl
+        if ttl is not None:
+            now = time.monotonic()
+            with self._rng_lock:
+                first = self._tokens.setdefault(token, now)
+            if now - first > ttl:
+                raise _unauthorized("The Bearer authorization token has expired.", "invalid_token")
+        return self.caller_id()
+
+    def context(self, caller: str) -> Context:
+        return Context(self.store, self.options, caller, self.api_url)
+
+    # -- pipeline ------------------------------------------------------------------------------------------------
+    def _draw(self) -> _Draw:
+        f = self.options.faults
+        draw = _Draw()
+        with self._rng_lock:
+            if f.error_503 > 0:
+                draw.fail_503 = self._rng.random() < f.error_503
+            if f.slow is not None:
+                draw.slow_s = f.slow[1] if self._rng.random() < f.slow[0] else 0.0
+            if f.drop > 0:
+                draw.drop = self._rng.random() < f.drop
+        return draw
+
+    def handle(self, req: ApiRequest) -> tuple[ApiResponse, bool]:
+        """Answer one HTTP request. The flag says to drop the connection instead of answering."""
+        started = time.perf_counter()
+        caller, drop = "", False
+        try:
+            if len(req.target) > MAX_URL:
+                raise ServiceError(414, "0x80060888", f"The URL is {len(req.target)} characters long; the limit is "
+                                   f"{MAX_URL}. Send long queries inside $batch or split them.")
+            caller = self.authenticate(req)
+            draw = self._draw()
+            if draw.fail_503:
+                raise ServiceError(503, UNAVAILABLE_CODE, "The service is temporarily unavailable. Please retry "
+                                   "the request later.", {"Retry-After": "1"})
+            drop = draw.drop
+            self._advance_jobs(caller)
+            resp = self._admitted(req, caller, draw.slow_s)
+        except ServiceError as exc:
+            resp = error_response(exc)
+            if exc.status == 429:
+                with self.store.lock:
+                    self.store.counters.throttled += 1
+        except Exception as exc:  # noqa: BLE001 - the service answers 500 and keeps serving
+            log.exception("unexpected error serving %s %s", req.method, req.target)
+            resp = json_response(500, {"error": {"code": UNAVAILABLE_CODE, "message": f"{type(exc).__name__}: {exc}"}})
+        self._finish(req, resp, caller, started)
+        return resp, drop
+
+    def _advance_jobs(self, caller: str) -> None:
+        if advance_jobs is not None:  # it takes store.lock itself, only while reading and writing rows
+            advance_jobs(self.context(caller))
+
+    def _admitted(self, req: ApiRequest, caller: str, slow_s: float) -> ApiResponse:
+        """Run the request under the limiter: latency and slowness happen while it counts as in flight."""
+        ticket = self.limiter.acquire(caller) if self.limiter is not None else None
+        exec_s = 0.0
+        try:
+            if self.options.latency_ms > 0:
+                time.sleep(self.options.latency_ms / 1000.0)
+            t0 = time.perf_counter()
+            if slow_s > 0:
+                time.sleep(slow_s)
+            try:
+                return self.process(req, caller)
+            finally:
+                exec_s = time.perf_counter() - t0
+        finally:
+            if ticket is not None:
+                self.limiter.release(ticket, exec_s)
+
+    def process(self, req: ApiRequest, caller: str) -> ApiResponse:
+        """Route one request (a `$batch` is answered by batch.py, which routes each part)."""
+        if is_batch(req):
+            return handle_batch(self, req, caller)
+        return self.router.dispatch(self.context(caller), req)
+
+    def _finish(self, req: ApiRequest, resp: ApiResponse, caller: str, started: float) -> None:
+        request_id = str(uuid.uuid4())
+        h = resp.headers
+        h["OData-Version"] = "4.0"
+        h["x-ms-service-request-id"] = request_id
+        h["REQ_ID"] = request_id
+        h["x-ms-dop-hint"] = str(self.options.dop_hint)
+        h["Set-Cookie"] = f"ARRAffinity={self.affinity}; path=/; HttpOnly"
+        if self.limiter is not None and caller:
+            left, secs = self.limiter.remaining(caller)
+            h["x-ms-ratelimit-burst-remaining-xrm-requests"] = str(left)
+            h["x-ms-ratelimit-time-remaining-xrm-requests"] = f"{secs:.2f}"
+        if resp.status == 401:
+            h.setdefault("WWW-Authenticate", f"Bearer authorization_uri={self.base_url}, resource_id={self.base_url}")
+        path = req.target.split("?", 1)[0]
+        entry = RequestLogEntry(req.method, path, resp.status, (time.perf_counter() - started) * 1000.0, caller)
+        with self.store.lock:
+            self.store.counters.requests.append(entry)
+
+
+def _unauthorized(message: str, error: str | None = None) -> ServiceError:
+    headers = {}
+    if error:
+        headers["WWW-Authenticate"] = f'Bearer error="{error}", error_description="{message}"'
+    return ServiceError(401, AUTH_CODE, message, headers)
+
+
+class _HTTPHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "DataverseEmulator/1.0"
+    disable_nagle_algorithm = True
+    server: EmulatorServer
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()  # here, in the worker thread, not in the accept loop
+        super().setup()
+
+    def _serve(self) -> None:
+        body = self._read_body()
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        resp, drop = self.server.app.handle(ApiRequest(self.command, self.path, headers, body))
+        if drop:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self.send_response(resp.status, resp.reason)
+        for name, value in resp.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(resp.body)))
+        # one write for head and body: two small writes would meet Nagle and delayed ACKs (40 ms stalls)
+        self._headers_buffer.append(b"\r\n")
+        if self.command != "HEAD":
+            self._headers_buffer.append(resp.body)
+        self.flush_headers()
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s - %s", self.address_string(), format % args)
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer carrying the application; daemon threads so a stop never waits for idle clients."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, address: tuple[str, int], options: EmulatorOptions, store: Store) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _HTTPHandler)
+        scheme = "http"
+        if options.tls_cert is not None:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(str(options.tls_cert), str(options.tls_key) if options.tls_key else None)
+            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+            scheme = "https"
+        host, port = self.server_address[:2]
+        self.url = f"{scheme}://[{host}]:{port}/" if ":" in host else f"{scheme}://{host}:{port}/"
+        self.app = Emulator(store, options, self.url)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection error from %s", client_address, exc_info=True)
