@@ -173,6 +173,18 @@ def build_index(store: Store, rule: Rule) -> dict[tuple[Any, ...], list[str]]:
     return index
 
 
+def cached_index(store: Store, rule: Rule) -> dict[tuple[Any, ...], list[str]]:
+    """build_index, kept until the matching table changes (real Dataverse keeps match codes too)."""
+    with store.lock:
+        stamp = ("match-index", rule, store.table_versions[rule.matching])
+        index = store.derived.get(stamp)
+        if index is None:
+            for old in [k for k in store.derived if k[:2] == ("match-index", rule)]:
+                del store.derived[old]
+            index = store.derived[stamp] = build_index(store, rule)
+        return index
+
+
 def _matches(meta: Entity, record: dict[str, Any], rules: list[Rule],
              indexes: dict[str, dict[tuple[Any, ...], list[str]]]) -> list[tuple[Rule, str]]:
     own_id = record[meta.primary_id]
@@ -198,11 +210,11 @@ def retrieve_duplicates(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         key = rule.key(record, "base")
         if key is None:
             continue
-        for row in store.rows(matching.name):
-            row_id = row[matching.primary_id]
+        for row_id in cached_index(store, rule).get(key, ()):
             if (row_id == own_id and matching.name == meta.name) or row_id in found:
                 continue
-            if rule.candidate(row) and rule.key(row, "match") == key:
+            row = store.get(matching.name, row_id)
+            if row is not None:
                 found[row_id] = row
     ordered = sorted(found.values(), key=lambda r: (r.get("createdon") or "", r[matching.primary_id]))
     page = _page(ordered, params.get("PagingInfo"))

@@ -73,6 +73,8 @@ class Store:
         self.settings: dict[str, Any] = {}  # org-level switches (e.g. marketing plugin installed)
         self._undo: list[tuple[str, str, dict[str, Any] | None]] | None = None
         self._version = 1000
+        self.table_versions: Counter[str] = Counter()  # bumped on every write to a table
+        self.derived: dict[Any, Any] = {}              # caches computed from tables (never saved)
 
     # -- reads -----------------------------------------------------------------------------------
     def get(self, entity: str, record_id: str) -> dict[str, Any] | None:
@@ -148,6 +150,7 @@ class Store:
                 yield
             except BaseException:
                 for entity, rid, before in reversed(self._undo):
+                    self.table_versions[entity] += 1
                     if before is None:
                         self.tables[entity].pop(rid, None)
                     else:
@@ -157,6 +160,7 @@ class Store:
                 self._undo = None
 
     def _remember(self, entity: str, rid: str, before: dict[str, Any] | None) -> None:
+        self.table_versions[entity] += 1
         if self._undo is not None:
             self._undo.append((entity, rid, before))
 
@@ -180,6 +184,7 @@ class Store:
             for name, recs in data.get("tables", {}).items():
                 if name not in self.schema:
                     continue
+                self.table_versions[name] += 1
                 meta = self.schema[name]
                 self.tables[name] = {
                     rec[meta.primary_id]: {k: _decode(meta, k, v) for k, v in rec.items()} for rec in recs
