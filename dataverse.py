@@ -94,7 +94,8 @@ class _Call:
     retries: int = 0
     throttles: int = 0
     throttle_wait: float = 0.0
-    refreshed: bool = False
+    refreshes: int = 0
+    throttles_at_refresh: int = 0
 
 
 class DataverseClient:
@@ -316,6 +317,12 @@ class DataverseClient:
         call.retries += 1
         return self._backoff(call.retries)
 
+    @staticmethod
+    def _may_refresh(call: _Call) -> bool:
+        """Once per request; again (up to 3) only if a throttle wait since the last refresh may have
+        outlived the new token."""
+        return call.refreshes == 0 or (call.refreshes < 3 and call.throttles > call.throttles_at_refresh)
+
     def _handle_refusal(self, call: _Call, response: requests.Response) -> None:
         """Decide on an unexpected status: wait and return to retry, or raise."""
         status = response.status_code
@@ -323,8 +330,9 @@ class DataverseClient:
             self._gate.close_for(self._throttle_delay(call, response))
             self.stats.add(throttled=1, retries=1)
             return
-        if status == 401 and not call.refreshed:  # a 401 was not processed: renew the token and retry once
-            call.refreshed = True
+        if status == 401 and self._may_refresh(call):  # a 401 was not processed: renew the token, retry
+            call.refreshes += 1
+            call.throttles_at_refresh = call.throttles
             self._tokens.get_token(force_refresh=True)
             self.stats.add(retries=1)
             return

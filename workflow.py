@@ -164,7 +164,7 @@ def merge(app: App) -> int:
             f"Skip the {len(plan.predicted_failures)} merges predicted to fail?", default=True, flag="skip"):
         settings = merge_step.MergeSettings(**{**settings.__dict__, "skip_predicted_failures": False})
         plan = merge_step.load_plan(run, settings)
-    if not plan.to_run:
+    if not plan.to_run and not plan.unknown_outcomes:
         app.console.say("Nothing left to merge.")
         return 0
     if not app.answers.confirm(f"Merge {len(plan.to_run)} records in Dataverse now? This cannot be undone.",

@@ -251,6 +251,16 @@ def test_second_401_is_an_error_with_a_sign_in_hint(server: ScriptServer, client
     assert len(server.received) == 2
 
 
+def test_token_expiring_during_a_throttle_wait_is_refreshed_again(
+    server: ScriptServer, client: DataverseClient, tokens: RecordingTokens
+) -> None:
+    """401, refresh, 429 (a wait the new token may not outlive), 401 again: one more refresh, then success."""
+    server.script(error(401, "", "expired"), error(429, "0x80072322", "Too many.", **{"Retry-After": "0"}),
+                  error(401, "", "expired again"), (200, {}, {"value": []}))
+    assert client.get("contacts") == {"value": []}
+    assert tokens.calls.count(True) == 2
+
+
 @pytest.mark.parametrize(
     ("status", "code", "message"),
     [
