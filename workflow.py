@@ -14,6 +14,7 @@ import group_duplicates as group_step
 from console import Console
 from dataverse import DataverseClient
 from duplicate_rules import describe, published_rules
+from errors import RunStateError
 from run_folder import RunFolder
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,8 @@ def merge(app: App) -> int:
 
     entity = app.answers.get("entity")
     run = app.folder()
+    if not run.merges_csv.exists():   # say so before asking anything else
+        raise RunStateError(f"{run.display(run.merges_csv)} does not exist.", "Run step 3 (Prepare duplicates) first.")
     settings = merge_step.MergeSettings(
         entity=entity,
         parenting_checks=app.answers.get("parenting_checks"),

@@ -1,0 +1,193 @@
+"""Benchmark of the pure steps: grouping (pairs/s, peak memory) and prepare (subordinates/s).
+
+    python bench/pure_steps.py [--json PATH] [--quick]
+
+Grouping: random duplicate pairs over a pool of twice as many ids (mostly pairs and small chains, like
+real detection output), timed through `grouping.group_pairs`; peak memory from tracemalloc in a second,
+separate run (tracemalloc slows Python down). networkx's connected_components on the same pairs is the
+reference when networkx is installed (it is not a project dependency).
+Prepare: synthetic contact-like records in groups of 2-4, through `prepare_duplicates.plan_group`, the
+audit rows and the CSV files written to a temp folder (group generation is not timed). Also reported:
+the rate without writing files, and how fast the disk creates small files right now (the audit files'
+floor: on a shared VM this swings between 1,000 and 30,000 files/s).
+--quick uses small sizes (under ten seconds) for CI smoke runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from audit import AuditWriter, audit_csv_bytes, audit_table  # noqa: E402
+from dataverse import AttributeMetadata, EntityMetadata  # noqa: E402
+from dataverse_emulator.schema import SCHEMA  # noqa: E402
+from grouping import group_pairs  # noqa: E402
+from preflight import PreflightData  # noqa: E402
+from prepare_duplicates import plan_group  # noqa: E402
+from targets import get_strategy  # noqa: E402
+
+_L = "@Microsoft.Dynamics.CRM.lookuplogicalname"
+_N = "@Microsoft.Dynamics.CRM.associatednavigationproperty"
+_F = "@OData.Community.Display.V1.FormattedValue"
+
+
+def _ids(n: int, rng: random.Random) -> list[str]:
+    return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
+
+
+def random_pairs(n: int, seed: int = 1) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    pool = _ids(2 * n, rng)
+    return [(pool[rng.randrange(2 * n)], pool[rng.randrange(2 * n)]) for _ in range(n)]
+
+
+def bench_grouping(size: int, with_networkx: bool) -> dict[str, Any]:
+    pairs = random_pairs(size)
+    start = time.perf_counter()
+    groups = group_pairs(pairs)
+    seconds = time.perf_counter() - start
+    tracemalloc.start()
+    group_pairs(pairs)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    row: dict[str, Any] = {"pairs": size, "seconds": round(seconds, 3), "pairs_per_s": round(size / seconds),
+                           "groups": len(groups), "peak_mb": round(peak / 1e6, 1)}
+    if with_networkx:
+        row.update(_networkx(pairs))
+    return row
+
+
+def _networkx(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    try:
+        import networkx as nx
+    except ImportError:
+        return {"networkx_seconds": None}
+    start = time.perf_counter()
+    graph = nx.Graph()
+    graph.add_edges_from((a, b) for a, b in pairs if a != b)
+    count = sum(1 for _ in nx.connected_components(graph))
+    return {"networkx_seconds": round(time.perf_counter() - start, 3), "networkx_groups": count}
+
+
+def contact_meta() -> EntityMetadata:
+    e = SCHEMA["contact"]
+    attrs = {a.name: AttributeMetadata(a.name, a.type, a.updatable, a.readable, a.attribute_of, a.targets)
+             for a in e.attrs.values()}
+    return EntityMetadata(e.name, e.set_name, e.primary_id, e.primary_name, e.object_type_code, attrs)
+
+
+def synthetic_contact(rng: random.Random, record_id: str, day: int, account: str) -> dict[str, Any]:
+    first, last = rng.choice(["Ann", "Bob", "Cai", "Dee"]), rng.choice(["Smith", "O'Neil", "Zoë", "Li"])
+    row: dict[str, Any] = {
+        "@odata.etag": 'W/"1"', "contactid": record_id, "firstname": first, "lastname": last,
+        "fullname": f"{first} {last}", "emailaddress1": f"{first}.{last}{rng.randrange(3)}@example.com".lower(),
+        "emailaddress2": None, "emailaddress3": None, "telephone1": f"+44 20 {rng.randrange(10**7):07d}",
+        "telephone2": None, "mobilephone": rng.choice([None, "07700 900123"]), "jobtitle": rng.choice([None, "CEO"]),
+        "address1_line1": rng.choice([None, "1 High St"]), "address1_city": rng.choice(["London", None]),
+        "address1_postalcode": rng.choice(["SW1A 1AA", "E1 6AN", None]), "address1_country": "UK",
+        "address2_line1": None, "donotemail": rng.random() < 0.2, "donotphone": False, "new_isvip": rng.random() < 0.1,
+        "new_ismember": rng.random() < 0.5, "description": rng.choice([None, "=HYPERLINK(\"x\")", "notes"]),
+        "createdon": f"2020-01-{day:02d}T10:00:00Z", "modifiedon": f"2024-02-{day:02d}T10:00:00Z",
+        "statecode": 0, "statuscode": 1, "versionnumber": 1000 + day,
+        "_ownerid_value": "11111111-1111-1111-1111-111111111111", "_ownerid_value" + _F: "Admin",
+        "_parentcustomerid_value": account,
+    }
+    row["_parentcustomerid_value" + _L] = "account"
+    row["_parentcustomerid_value" + _N] = "parentcustomerid_account"
+    row["_parentcustomerid_value" + _F] = "Contoso"
+    return row
+
+
+def _entity_set(table: str) -> str:
+    return table + "s"
+
+
+def _groups(subordinates: int, rng: random.Random, accounts: list[str]) -> Iterator[list[dict[str, Any]]]:
+    """Synthetic groups of 2-4 contacts, `subordinates` subordinates in all."""
+    done = 0
+    while done < subordinates:
+        size = min(rng.choice([2, 2, 3, 2, 4]), subordinates - done + 1)
+        yield [synthetic_contact(rng, i, rng.randrange(1, 28), rng.choice(accounts)) for i in _ids(size, rng)]
+        done += size - 1
+
+
+def bench_prepare(subordinates: int, seed: int = 2) -> dict[str, Any]:
+    """Subordinates/s through plan_group + audit files written to a temp folder; also without the disk."""
+    rng = random.Random(seed)
+    meta, checks, strategy = contact_meta(), PreflightData(), get_strategy("oldest_record")
+    accounts = _ids(50, rng)
+    first = [meta.primary_id, meta.primary_name]
+    out = Path(tempfile.mkdtemp(prefix="bench_prepare_"))
+    timed, done = 0.0, 0
+    try:
+        with AuditWriter(out / "audit_records", first) as writer:
+            for group in _groups(subordinates, rng, accounts):  # making the records is not timed
+                start = time.perf_counter()
+                _, audits = plan_group(min(r["contactid"] for r in group), group, meta, strategy,
+                                       resolve_set=_entity_set, preflight=checks)
+                for rows in audits:
+                    writer.add(rows)
+                timed += time.perf_counter() - start
+                done += len(audits)
+            start = time.perf_counter()
+        timed += time.perf_counter() - start  # waiting for the last files
+        files_per_s = _file_create_rate(out / "probe")
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    sample, cpu = max(1000, subordinates // 10), 0.0
+    for group in _groups(sample, rng, accounts):
+        start = time.perf_counter()
+        for rows in plan_group(group[0]["contactid"], group, meta, strategy, resolve_set=_entity_set,
+                               preflight=checks)[1]:
+            audit_csv_bytes(*audit_table(rows, first))
+        cpu += time.perf_counter() - start
+    return {"subordinates": done, "seconds": round(timed, 3), "subordinates_per_s": round(done / timed),
+            "no_disk_subordinates_per_s": round(sample / cpu), "disk_file_creates_per_s": files_per_s}
+
+
+def _file_create_rate(folder: Path, count: int = 2000) -> int:
+    """How fast this disk creates small files right now (the audit files' floor), for reading the figures."""
+    folder.mkdir()
+    data = b"x" * 1500
+    start = time.perf_counter()
+    for i in range(count):
+        (folder / f"{i}.csv").write_bytes(data)
+    return round(count / (time.perf_counter() - start))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    args = parser.parse_args(argv)
+    sizes = [10_000, 50_000] if args.quick else [10_000, 100_000, 1_000_000]
+    grouping = [bench_grouping(n, with_networkx=True) for n in sizes]
+    prepare = bench_prepare(3_000 if args.quick else 100_000)
+    print(f"{'pairs':>10} {'seconds':>8} {'pairs/s':>10} {'groups':>8} {'peak MB':>8} {'networkx s':>10}")
+    for r in grouping:
+        nx_s = r.get("networkx_seconds")
+        print(f"{r['pairs']:>10,} {r['seconds']:>8.2f} {r['pairs_per_s']:>10,} {r['groups']:>8,} "
+              f"{r['peak_mb']:>8.1f} {nx_s if nx_s is not None else '-':>10}")
+    print(f"prepare: {prepare['subordinates']:,} subordinates in {prepare['seconds']:.2f} s = "
+          f"{prepare['subordinates_per_s']:,} subordinates/s (plan + audit rows + CSV files); "
+          f"{prepare['no_disk_subordinates_per_s']:,}/s without writing; "
+          f"this disk creates {prepare['disk_file_creates_per_s']:,} small files/s")
+    if args.json:
+        args.json.write_text(json.dumps({"grouping": grouping, "prepare": prepare}, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""Small named helpers to write merge logic with (`_create_merge_result` in prepare_duplicates.py).
+
+Rows are plain dicts of column -> value, None meaning empty (never pandas NaN). Most helpers take:
+- `result`: the dict of columns to write on the target that the merge function is building. Helpers
+  add to it and read it, so two rules in one merge never fight over the same empty slot;
+- `target_after`: the target as it will be before this merge (earlier merges in the group applied);
+- `col` / `sub_val`: the column being looked at and the subordinate's value in it.
+Each returns True when it wrote something to `result` (handy in `if`/`elif` chains).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from targets import parse_when
+
+Row = Mapping[str, Any]
+Result = dict[str, Any]
+
+EMAIL_SLOTS = ("emailaddress1", "emailaddress2", "emailaddress3")
+PHONE_SLOTS = ("telephone1", "telephone2", "telephone3")
+# The parts of an address block `address1_*`; composite columns are computed by Dataverse, never written.
+ADDRESS_PARTS = ("line1", "line2", "line3", "city", "stateorprovince", "postalcode", "country")
+_NON_DIGITS = re.compile(r"\D")
+_BLOCKS = {f"address{n}": tuple(f"address{n}_{part}" for part in ADDRESS_PARTS) for n in (1, 2, 3)}
+_ADDRESS_COLUMNS = frozenset(c for block in _BLOCKS.values() for c in block)
+
+
+def is_empty(value: object) -> bool:
+    """None or a blank string. False and 0 are values, not empty."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def is_boolean(value: object) -> bool:
+    """True for a Yes/No (Boolean) column's value: the Web API gives those as JSON true/false."""
+    return isinstance(value, bool)
+
+
+def current(result: Result, target_after: Row, col: str) -> Any:
+    """The target's value in `col` once `result` is written: result's value if it has one, else the target's."""
+    return result[col] if col in result else target_after.get(col)
+
+
+def same_text(a: object, b: object) -> bool:
+    """Equal ignoring case and surrounding spaces (emails, names). Two empties are equal."""
+    if is_empty(a) or is_empty(b):
+        return is_empty(a) and is_empty(b)
+    return str(a).strip().casefold() == str(b).strip().casefold()
+
+
+def same_phone(a: object, b: object) -> bool:
+    """Equal by their digits only: '+44 (0)20 7946-0000' and '+4402079460000' are the same number."""
+    if is_empty(a) or is_empty(b):
+        return is_empty(a) and is_empty(b)
+    return _NON_DIGITS.sub("", str(a)) == _NON_DIGITS.sub("", str(b))
+
+
+def fill_empty(result: Result, target_after: Row, col: str, sub_val: object) -> bool:
+    """Target empty, subordinate set: take the subordinate's value."""
+    if is_empty(sub_val) or not is_empty(current(result, target_after, col)):
+        return False
+    result[col] = sub_val
+    return True
+
+
+def take_subordinate(result: Result, target_after: Row, col: str, sub_val: object) -> bool:
+    """Take the subordinate's value whenever it has one that differs from the target's."""
+    if is_empty(sub_val) or current(result, target_after, col) == sub_val:
+        return False
+    result[col] = sub_val
+    return True
+
+
+def true_wins(result: Result, target_after: Row, col: str, sub_val: object) -> bool:
+    """Yes/No flags (do not email, is VIP, ...): Yes on either record wins; an empty target takes No too."""
+    if sub_val is True and current(result, target_after, col) is not True:
+        result[col] = True
+        return True
+    return fill_empty(result, target_after, col, sub_val)
+
+
+def newer_wins(result: Result, target_after: Row, subordinate: Row, col: str, date_col: str) -> bool:
+    """Take the subordinate's `col` when its `date_col` is later than the target's (or the target has none).
+
+    Example: the preferred contact method of whichever record was contacted last (`new_lastcontacteddate`).
+    """
+    sub_when = parse_when(subordinate.get(date_col))
+    if sub_when is None:
+        return False
+    target_when = parse_when(current(result, target_after, date_col))
+    if target_when is not None and sub_when <= target_when:
+        return False
+    return take_subordinate(result, target_after, col, subordinate.get(col))
+
+
+def demote_to_slot(
+    result: Result,
+    target_after: Row,
+    sub_val: object,
+    slots: Sequence[str] = ("emailaddress2", "emailaddress3"),
+    *,
+    primary: str | None = "emailaddress1",
+    same: Callable[[object, object], bool] = same_text,
+) -> str | None:
+    """Put `sub_val` in the first empty slot of the target; the slot used, or None.
+
+    Nothing is written when the value is already in `primary` or in any slot (compared with `same`:
+    case-insensitive by default, `same_phone` for phone numbers), or when every slot is taken.
+    """
+    if is_empty(sub_val):
+        return None
+    looked_at = ([primary] if primary else []) + [s for s in slots if s != primary]
+    if any(same(current(result, target_after, c), sub_val) for c in looked_at):
+        return None
+    for slot in slots:
+        if is_empty(current(result, target_after, slot)):
+            result[slot] = sub_val
+            return slot
+    return None
+
+
+# -- addresses --------------------------------------------------------------------------------------
+def address_columns(prefix: str = "address1") -> tuple[str, ...]:
+    """The part columns of an address block: address1_line1, ..., address1_country."""
+    columns = _BLOCKS.get(prefix)
+    return columns if columns is not None else tuple(f"{prefix}_{part}" for part in ADDRESS_PARTS)
+
+
+def is_address(col: str) -> bool:
+    """True for a part of an address block (address1_city, address2_postalcode, address3_line1, ...)."""
+    return col in _ADDRESS_COLUMNS
+
+
+def has_address(row: Row, prefix: str = "address1", result: Result | None = None) -> bool:
+    """Whether any part of the block is filled (on `row`, or on the target once `result` is written)."""
+    pending = result or {}
+    for col in address_columns(prefix):
+        value = pending[col] if col in pending else row.get(col)
+        if value is not None and not (isinstance(value, str) and not value.strip()):  # not is_empty(value)
+            return True
+    return False
+
+
+def _postcode(value: object) -> str:
+    return "".join(str(value).split()).upper() if not is_empty(value) else ""
+
+
+def same_postcode(a: Row, b: Row, prefix: str = "address1", other_prefix: str | None = None) -> bool:
+    """Both blocks have a postcode and it is the same, ignoring spaces and case ('sw1a 1aa' == 'SW1A1AA')."""
+    pa = _postcode(a.get(f"{prefix}_postalcode"))
+    return bool(pa) and pa == _postcode(b.get(f"{other_prefix or prefix}_postalcode"))
+
+
+def fill_address(result: Result, target_after: Row, subordinate: Row, prefix: str = "address1") -> bool:
+    """Fill each empty part of the target's block with the subordinate's part of the same block."""
+    wrote = False
+    for col in address_columns(prefix):
+        wrote = fill_empty(result, target_after, col, subordinate.get(col)) or wrote
+    return wrote
+
+
+def move_address_to(
+    result: Result, target_after: Row, subordinate: Row, slot: str = "address2", source: str = "address1"
+) -> bool:
+    """Copy the subordinate's `source` block into the target's `slot` block, only if that block is empty."""
+    if has_address(target_after, slot, result) or not has_address(subordinate, source):
+        return False
+    for part in ADDRESS_PARTS:
+        value = subordinate.get(f"{source}_{part}")
+        if not is_empty(value):
+            result[f"{slot}_{part}"] = value
+    return True

@@ -1,0 +1,436 @@
+"""Step 3: decide every merge and write the preview. Nothing is written to Dataverse.
+
+Reads group/duplicate_groups.json and group/record_data/{id}.json (step 2). For each group it picks
+the target (the record that stays), then runs the merge logic below once per subordinate to decide
+which columns to write on the target (the Merge's UpdateContent). Writes:
+- prepare/audit_records/{subordinate id}.csv: subordinate, target, merge_function, target_after_merge;
+- prepare/merges.csv: one row per planned merge, with the pre-flight verdict (will Dataverse refuse it?).
+Rerun it as often as you like: each run replaces the prepare folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from audit import NAME_SUFFIX, AuditRows, AuditWriter, merges_row
+from dataverse import DataverseClient, EntityMetadata
+from errors import DataverseError, RunStateError
+from preflight import Fetch, PreflightData, check_merge, gather, summarise
+from run_folder import RunFolder
+from runs import MERGES_CSV_COLUMNS, DuplicateGroups, Finding, PlannedMerge
+from targets import Strategy, get_strategy, parse_when, register_strategy  # noqa: F401  (for your own)
+
+# The helpers a merge rule is written with (merge_helpers.py explains each one)
+from merge_helpers import (  # noqa: F401  # isort: skip
+    EMAIL_SLOTS, PHONE_SLOTS, current, demote_to_slot, fill_address, fill_empty, has_address, is_address,
+    is_boolean, is_empty, move_address_to, newer_wins, same_phone, same_postcode, same_text, take_subordinate,
+    true_wins,
+)
+
+# ---- Merge logic: edit this part ---------------------------------------------------------------------------
+# Columns never written to the target: it keeps its own value. Logical names (ownerid, not _ownerid_value).
+# Columns Dataverse does not let us update (createdon, modifiedon, ...) are left out automatically.
+fields_to_ignore = [
+    "statecode", "statuscode", "ownerid", "owningbusinessunit", "owninguser", "owningteam",
+    "createdon", "createdby", "createdonbehalfby", "modifiedon", "modifiedby", "modifiedonbehalfby",
+    "overriddencreatedon", "versionnumber", "importsequencenumber", "merged", "masterid",
+    "fullname", "yomifullname", "address1_composite", "address2_composite", "address3_composite",
+    "address1_addressid", "address2_addressid", "processid", "stageid", "traversedpath",
+    "transactioncurrencyid", "exchangerate", "timezoneruleversionnumber", "utcconversiontimezonecode",
+]
+
+
+def _create_merge_result(target_row: dict, subordinate_row: dict, columns: list[str]) -> dict:
+    """Return the columns to write on the target for this one merge: {column: new value}.
+
+    target_row is the target as it will be when this merge runs (earlier merges of the group applied);
+    subordinate_row is the record being merged into it. Both are plain dicts: column -> value, None when
+    empty. columns: the columns this merge may write (on either record, updatable, not ignored), A-Z.
+    Lookups appear as `_parentcustomerid_value` (the id); return `{"_parentcustomerid_value": id}` to set
+    one. Return only what should change: unchanged values, fields_to_ignore and columns Dataverse cannot
+    update are dropped anyway. None clears a column (a lookup cannot be cleared by a merge); a pandas NaN
+    writes nothing. Check the result in prepare/audit_records/ and rerun step 3.
+
+    Default rules:
+    - target empty, subordinate set: take the subordinate's value;
+    - emails: the subordinate's email goes to the first free slot (emailaddress2, then emailaddress3),
+      unless the target already has it in any slot (ignoring case);
+    - phones: the same with telephone1/2/3 (compared by digits);
+    - Yes/No flags (donotemail, new_isvip, ... any column whose value is true/false): Yes wins;
+    - addresses: same postcode -> fill the missing parts; different postcode -> the subordinate's
+      address1 goes to address2 (when the target's address2 is empty);
+    - anything else that differs: take the subordinate's value.
+    """
+    result: dict = {}
+    for col in columns:
+        subordinate_val = subordinate_row.get(col)
+        if is_empty(subordinate_val) or subordinate_val == target_row.get(col) or is_address(col):
+            continue  # nothing to bring over; addresses are handled as whole blocks below
+
+        # Example 1 (the article's "third email slot", written out by hand): emailaddress2, else emailaddress3.
+        # --- example: third email slot
+        # if col == "emailaddress1" and not same_text(subordinate_val, target_row.get("emailaddress1")):
+        #     if target_row.get("emailaddress2") is None:
+        #         result["emailaddress2"] = subordinate_val
+        #     elif target_row.get("emailaddress3") is None:
+        #         result["emailaddress3"] = subordinate_val
+        #     continue
+        # --- end
+
+        # Example 2: take the preferred contact method of whichever record was contacted last.
+        # --- example: newer wins by a date field
+        # if col == "preferredcontactmethodcode":
+        #     newer_wins(result, target_row, subordinate_row, col, date_col="new_lastcontacteddate")
+        #     continue
+        # --- end
+
+        if col in EMAIL_SLOTS:
+            demote_to_slot(result, target_row, subordinate_val, slots=EMAIL_SLOTS)
+        elif col in PHONE_SLOTS:
+            demote_to_slot(result, target_row, subordinate_val, slots=PHONE_SLOTS, primary="telephone1",
+                           same=same_phone)
+        elif is_boolean(subordinate_val):
+            true_wins(result, target_row, col, subordinate_val)
+        else:
+            take_subordinate(result, target_row, col, subordinate_val)  # fills an empty target too
+
+    # Example 3: only bring an address over when the subordinate's is complete enough.
+    # --- example: address completeness
+    # parts = [c for c in ("address1_line1", "address1_city", "address1_postalcode") if subordinate_row.get(c)]
+    # if len(parts) < 3:
+    #     return result  # too sketchy: keep the target's address as it is
+    # --- end
+
+    if has_address(subordinate_row, "address1"):
+        if not has_address(target_row, "address1") or same_postcode(target_row, subordinate_row):
+            fill_address(result, target_row, subordinate_row, "address1")
+        else:
+            move_address_to(result, target_row, subordinate_row, "address2")
+    if has_address(subordinate_row, "address2"):
+        if not has_address(target_row, "address2", result) or same_postcode(target_row, subordinate_row,
+                                                                            "address2"):
+            fill_address(result, target_row, subordinate_row, "address2")
+    return result
+
+
+# Target choice: step 3 asks which strategy picks the record that stays: oldest_record, newest_record,
+# most_complete or most_recently_modified (targets.py). Add your own and choose it by its name:
+# --- example: own target strategy
+# @register_strategy("most_emails")
+# def most_emails(records: list[dict]) -> dict:
+#     return max(records, key=lambda r: sum(1 for c in EMAIL_SLOTS if r.get(c)))
+# --- end
+
+# ---- Machinery below: not for editing ---------------------------------------------------------------------
+
+log = logging.getLogger(__name__)
+
+_LOOKUP_TABLE = "@Microsoft.Dynamics.CRM.lookuplogicalname"
+_NAV = "@Microsoft.Dynamics.CRM.associatednavigationproperty"
+_FORMATTED = "@OData.Community.Display.V1.FormattedValue"
+_LATE = "9999-12-31"
+
+MergeFn = Callable[[dict, dict, list[str]], dict]
+SetResolver = Callable[[str], "str | None"]
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    entity: str
+    target_strategy: str = "oldest_record"
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    entity: str
+    groups: int
+    merges: int
+    flagged: int                                    # merges with at least one pre-flight finding
+    audit_files: int
+    merges_csv: Path
+    audit_dir: Path
+    top_changed_fields: tuple[tuple[str, int], ...]  # (field, merges that change it), most first
+    preflight_counts: dict[str, int]                # finding code -> merges
+
+
+def is_lookup_column(col: str) -> bool:
+    """`_parentcustomerid_value`: how the Web API reads a lookup."""
+    return col.startswith("_") and col.endswith("_value")
+
+
+def logical_name(col: str) -> str:
+    """`_parentcustomerid_value` -> `parentcustomerid`; other columns unchanged."""
+    return col[1:-6] if is_lookup_column(col) else col
+
+
+def writable_columns(meta: EntityMetadata, ignore: Iterable[str]) -> frozenset[str]:
+    """Row columns UpdateContent may carry: valid for update, not ignored; lookups as `_x_value`."""
+    key = (id(meta), tuple(ignore))
+    cached = _WRITABLE.get(key)
+    if cached is not None and cached[0] is meta:
+        return cached[1]
+    skip = {logical_name(c) for c in key[1]}
+    columns = frozenset(
+        f"_{name}_value" if a.is_lookup else name
+        for name, a in meta.attributes.items()
+        if a.is_valid_for_update and not a.attribute_of and name not in skip
+    )
+    _WRITABLE[key] = (meta, columns)
+    return columns
+
+
+_WRITABLE: dict[tuple[int, tuple[str, ...]], tuple[EntityMetadata, frozenset[str]]] = {}
+
+
+class _Rec:
+    """A record split once into its plain row and its annotations per column."""
+
+    __slots__ = ("row", "notes", "_shown")
+
+    def __init__(self, row: dict[str, Any], notes: dict[str, dict[str, Any]]) -> None:
+        self.row, self.notes, self._shown = row, notes, None
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> _Rec:
+        row: dict[str, Any] = {}
+        notes: dict[str, dict[str, Any]] = {}
+        for key, value in raw.items():
+            if "@" not in key:
+                row[key] = value
+                continue
+            col, _, suffix = key.partition("@")
+            if col:
+                notes.setdefault(col, {})["@" + suffix] = value
+        return cls(row, notes)
+
+    def display(self) -> dict[str, Any]:
+        """The row plus `x@name` (the lookup's display name) for the audit view (built once)."""
+        if self._shown is None:
+            row = self.row
+            names = {c + NAME_SUFFIX: n[_FORMATTED] for c, n in self.notes.items()
+                     if c[:1] == "_" and _FORMATTED in n and c in row and c.endswith("_value")}
+            self._shown = {**row, **names} if names else row
+        return self._shown
+
+
+class _Planner:
+    """Plans the merges of groups of one table; holds what every group shares."""
+
+    def __init__(self, meta: EntityMetadata, merge_fn: MergeFn, ignore: Iterable[str],
+                 resolve_set: SetResolver | None, preflight: PreflightData | None) -> None:
+        self.meta, self.entity, self.merge_fn = meta, meta.logical_name, merge_fn
+        self.writable = writable_columns(meta, ignore)
+        self.resolve_set, self.preflight = resolve_set, preflight
+        self.odata_type = f"Microsoft.Dynamics.CRM.{meta.logical_name}"
+
+    def plan(self, group_id: str, records: Sequence[Mapping[str, Any]],
+             strategy: Strategy) -> tuple[list[PlannedMerge], list[AuditRows]]:
+        pk = self.meta.primary_id
+        ordered = sorted(records, key=lambda r: str(r.get(pk) or ""))
+        target_raw = strategy(ordered)
+        subs = sorted((r for r in ordered if r is not target_raw), key=lambda r: _merge_order(r, pk))
+        after = _Rec.parse(target_raw)
+        merges: list[PlannedMerge] = []
+        audits: list[AuditRows] = []
+        absorbed: list[str] = []
+        for order, sub_raw in enumerate(subs, start=1):
+            sub = _Rec.parse(sub_raw)
+            write, update, findings, new_after = self._merge(after, sub)
+            sub_id = str(sub.row.get(pk))
+            if self.preflight is not None:
+                findings += check_merge(self.entity, new_after.row, sub.row, self.preflight, absorbed=absorbed)
+            merges.append(PlannedMerge(
+                group_id=group_id, order=order, target_id=str(target_raw.get(pk)), subordinate_id=sub_id,
+                update_content=update, changed_fields=tuple(logical_name(c) for c in write),
+                preflight=tuple(findings), target_modifiedon=target_raw.get("modifiedon"),
+                subordinate_modifiedon=sub_raw.get("modifiedon"),
+            ))
+            shown = _Rec(write, {c: new_after.notes[c] for c in write if c in new_after.notes})
+            audits.append(AuditRows(sub_id, sub.display(), after.display(), shown.display(), new_after.display()))
+            absorbed.append(sub_id)
+            after = new_after
+        return merges, audits
+
+    def _merge(self, after: _Rec, sub: _Rec) -> tuple[dict[str, Any], dict[str, Any], list[Finding], _Rec]:
+        """One merge: the rule's result filtered to real changes, as UpdateContent, and the target after it."""
+        columns = sorted((after.row.keys() | sub.row.keys()) & self.writable)
+        result = self.merge_fn(dict(after.row), dict(sub.row), columns)  # copies: a rule may scribble on them
+        write: dict[str, Any] = {}
+        update: dict[str, Any] = {"@odata.type": self.odata_type}
+        notes: dict[str, dict[str, Any]] = {}
+        findings: list[Finding] = []
+        for col, value in (result or {}).items():
+            if col not in self.writable:
+                continue
+            if isinstance(value, float) and value != value:  # NaN is pandas' "no value": write nothing
+                continue
+            old = after.row.get(col)
+            if (value == old and type(value) is type(old)) or (is_empty(value) and is_empty(old)):
+                continue
+            from_sub = sub.row.get(col) == value
+            if is_lookup_column(col):
+                bind = self._bind(col, value, sub.notes.get(col) if from_sub else None)
+                if isinstance(bind, Finding):
+                    findings.append(bind)
+                    continue
+                update[bind[0]] = bind[1]
+            else:
+                update[col] = value
+            write[col] = value
+            notes[col] = sub.notes.get(col, {}) if from_sub else {}
+        if self.entity == "incident":  # the service ignores UpdateContent when merging cases
+            if write:
+                findings.append(Finding("update_ignored", "warn", "Dataverse does not apply UpdateContent when "
+                                        "merging cases: " + ", ".join(map(logical_name, write)) + " will not change."))
+            return write, update, findings, after
+        return write, update, findings, _Rec({**after.row, **write}, {**after.notes, **notes})
+
+    def _bind(self, col: str, value: Any, source: Mapping[str, Any] | None) -> tuple[str, str] | Finding:
+        """`_x_value: id` -> (`nav@odata.bind`, `/entityset(id)`), or a warning when that cannot be worked out."""
+        attr = logical_name(col)
+        if value is None:
+            return Finding("lookup_dropped", "warn", f"{attr}: a merge cannot clear a lookup; not written "
+                                                     "(clear it in Dataverse after merging if needed).")
+        meta_attr = self.meta.attributes.get(attr)
+        targets = meta_attr.targets if meta_attr is not None else ()
+        notes = source or {}
+        table = notes.get(_LOOKUP_TABLE) or (targets[0] if len(targets) == 1 else None)
+        entity_set = self.resolve_set(table) if table and self.resolve_set else None
+        if not table or not entity_set:
+            return Finding("lookup_dropped", "warn", f"{attr} = {value}: cannot tell which table it points to; "
+                                                     "not written.")
+        nav = notes.get(_NAV) or (attr if len(targets) <= 1 else f"{attr}_{table}")
+        return f"{nav}@odata.bind", f"/{entity_set}({value})"
+
+
+def _merge_order(record: Mapping[str, Any], pk: str) -> tuple[bool, str, str]:
+    """Subordinates merge oldest first (createdon, then id); one without createdon goes last."""
+    when = parse_when(record.get("createdon"))
+    return when is None, when.isoformat() if when else _LATE, str(record.get(pk) or "")
+
+
+def plan_group(
+    group_id: str,
+    records: Sequence[Mapping[str, Any]],
+    meta: EntityMetadata,
+    strategy: str | Strategy = "oldest_record",
+    merge_fn: MergeFn = _create_merge_result,
+    ignore: Iterable[str] = fields_to_ignore,
+    *,
+    resolve_set: SetResolver | None = None,
+    preflight: PreflightData | None = None,
+) -> tuple[list[PlannedMerge], list[AuditRows]]:
+    """Plan one group's merges (pure): the target by `strategy`, then one PlannedMerge and AuditRows per
+    subordinate, oldest first, each seeing the target as the earlier merges leave it.
+
+    `resolve_set(table)` gives a table's entity set name (`account` -> `accounts`) for lookups; without it
+    every lookup change is dropped with a warning. With `preflight` data the checks run too.
+    """
+    chosen = get_strategy(strategy) if isinstance(strategy, str) else strategy
+    return _Planner(meta, merge_fn, ignore, resolve_set, preflight).plan(group_id, records, chosen)
+
+
+# -- the step: files and Dataverse (reads only) -----------------------------------------------------------------
+def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings) -> PrepareResult:
+    """Plan every group of the run folder and write prepare/ (audit records + merges.csv). Reads Dataverse only."""
+    strategy = get_strategy(settings.target_strategy)
+    groups = _read_groups(run, settings.entity)
+    meta = client.entity(settings.entity)
+    records = _read_records(run, groups)
+    checks = gather(meta.logical_name, meta.entity_set_name, meta.primary_id, records, _fetcher(client))
+    planner = _Planner(meta, _create_merge_result, fields_to_ignore, _set_resolver(client), checks)
+    first = [meta.primary_id, meta.primary_name]
+    merges: list[PlannedMerge] = []
+    with run.replace_dir(run.prepare_dir) as tmp:
+        with AuditWriter(tmp / run.audit_dir.relative_to(run.prepare_dir), first) as audit:
+            for group in groups.groups:
+                planned, audits = planner.plan(group.group_id, [records[i] for i in group.record_ids], strategy)
+                for rows in audits:
+                    audit.add(rows)
+                merges += planned
+        run.write_csv(tmp / run.merges_csv.relative_to(run.prepare_dir), MERGES_CSV_COLUMNS,
+                      [merges_row(m) for m in merges])
+    changed = Counter(f for m in merges for f in m.changed_fields)
+    return PrepareResult(
+        entity=meta.logical_name, groups=len(groups.groups), merges=len(merges),
+        flagged=sum(1 for m in merges if m.preflight), audit_files=len(merges), merges_csv=run.merges_csv,
+        audit_dir=run.audit_dir, top_changed_fields=tuple(changed.most_common(10)),
+        preflight_counts=summarise(m.preflight for m in merges),
+    )
+
+
+def summary_lines(result: PrepareResult) -> list[str]:
+    """The step's report, a line each."""
+    lines = [f"{result.merges} merges planned in {result.groups} groups of {result.entity} records."]
+    if result.top_changed_fields:
+        lines.append("Fields changed most often: " + ", ".join(f"{f} ({n})" for f, n in result.top_changed_fields))
+    if result.preflight_counts:
+        lines.append(f"Pre-flight: {result.flagged} merges have findings: "
+                     + ", ".join(f"{code} {n}" for code, n in result.preflight_counts.items()))
+    else:
+        lines.append("Pre-flight: nothing predicts a refusal.")
+    lines.append(f"Written: {result.merges_csv} and {result.audit_files} audit files in {result.audit_dir}.")
+    return lines
+
+
+def _read_groups(run: RunFolder, entity: str) -> DuplicateGroups:
+    groups = run.read_duplicate_groups()
+    if groups.entity != entity:
+        path = run.duplicate_groups_path
+        raise RunStateError(f"{run.display(path)} holds {groups.entity} groups, but step 3 was asked to prepare "
+                            f"{entity} records.", f"Use the entity '{groups.entity}', or another run folder.",
+                            str(path))
+    return groups
+
+
+def _read_records(run: RunFolder, groups: DuplicateGroups) -> dict[str, dict[str, Any]]:
+    records: dict[str, dict[str, Any]] = {}
+    for group in groups.groups:
+        for record_id in group.record_ids:
+            try:
+                records[record_id] = run.read_record(record_id)
+            except RunStateError as exc:
+                path = run.record_path(record_id)
+                if path.exists():
+                    raise
+                raise RunStateError(f"The record file {run.display(path)} (group {group.group_id}) is missing.",
+                                    "Rerun step 2 (Group duplicates) to download the records again.",
+                                    str(path)) from exc
+    return records
+
+
+def _set_resolver(client: DataverseClient) -> SetResolver:
+    """table -> entity set name through the client's metadata; None for a table Dataverse does not know."""
+    cache: dict[str, str | None] = {}
+
+    def resolve(table: str) -> str | None:
+        if table not in cache:
+            try:
+                cache[table] = client.entity(table).entity_set_name
+            except DataverseError as exc:
+                if exc.status != 404:
+                    raise
+                cache[table] = None
+        return cache[table]
+
+    return resolve
+
+
+def _fetcher(client: DataverseClient) -> Fetch:
+    """Bulk reads for the pre-flight data; a table the org does not have (no Sales: no quotes) reads as empty."""
+
+    def fetch(entity_set: str, key: str, ids: list[str], select: list[str]) -> list[dict]:
+        try:
+            return list(client.get_many(entity_set, key, ids, select, annotations=True))
+        except DataverseError as exc:
+            if exc.status != 404:
+                raise
+            log.warning("No %s table here (%s): its pre-flight check is skipped.", entity_set, exc.message)
+            return []
+
+    return fetch

@@ -1,0 +1,173 @@
+"""audit: the four-row audit CSVs (columns, BOM, neutralised cells), the writer, and merges.csv's exact rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import os
+import random
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import audit
+from audit import (
+    AUDIT_LABELS,
+    AuditRows,
+    AuditWriter,
+    audit_columns,
+    audit_csv_bytes,
+    audit_file_name,
+    audit_table,
+    cell,
+    merges_row,
+    neutralise,
+    preflight_text,
+)
+from run_folder import RunFolder
+from runs import MERGES_CSV_COLUMNS, Finding, PlannedMerge
+
+SUB = "00000000-0000-0000-0000-0000000000b2"
+FIRST = ["contactid", "fullname"]
+
+
+def rows(sub_id: str = SUB) -> AuditRows:
+    return AuditRows(
+        subordinate_id=sub_id,
+        subordinate={"contactid": sub_id, "fullname": "Ann Lee", "telephone1": "+44 20 7946 0000", "jobtitle": None,
+                     "emailaddress1": "ann@x.com", "description": "=HYPERLINK(\"http://evil\")", "numberofkids": -2},
+        target={"contactid": "t", "fullname": "Ann Lee", "emailaddress1": "ANN@x.com", "jobtitle": "",
+                "donotemail": False, "_parentcustomerid_value": "acc", "_parentcustomerid_value@name": "Contoso"},
+        merge_function={"telephone1": "+44 20 7946 0000", "description": "=HYPERLINK(\"http://evil\")"},
+        target_after_merge={"contactid": "t", "fullname": "Ann Lee", "telephone1": "+44 20 7946 0000",
+                            "emailaddress1": "ANN@x.com", "donotemail": False, "description": "-note",
+                            "_parentcustomerid_value": "acc", "_parentcustomerid_value@name": "Contoso"},
+    )
+
+
+def test_columns_only_where_a_row_has_a_value_primary_first_then_alphabetical() -> None:
+    columns = audit_columns(rows(), FIRST)
+    assert columns[:2] == FIRST
+    assert columns[2:] == sorted(columns[2:])
+    assert "jobtitle" not in columns  # None on one row, "" on the other: no value anywhere
+    assert {"donotemail", "numberofkids", "_parentcustomerid_value", "_parentcustomerid_value@name"} <= set(columns)
+
+
+def test_four_labelled_rows() -> None:
+    header, body = audit_table(rows(), FIRST)
+    assert header[0] == "row" and [r[0] for r in body] == list(AUDIT_LABELS)
+    assert all(len(r) == len(header) for r in body)
+    by_label = {r[0]: dict(zip(header, r, strict=True)) for r in body}
+    assert by_label["merge_function"]["fullname"] == ""
+    assert by_label["target"]["donotemail"] == "False"
+    assert by_label["subordinate"]["numberofkids"] == "-2"          # a number is not a formula
+    assert by_label["target"]["_parentcustomerid_value@name"] == "Contoso"
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("=1+1", "'=1+1"), ("+44 20", "'+44 20"), ("-note", "'-note"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\tx", "'\tx"), ("\rx", "'\rx"), ("plain", "plain"), ("", ""), ("a=b", "a=b"),
+    (None, ""), (True, "True"), (False, "False"), (-3, "-3"), (2.5, "2.5"), ({"a": "=x"}, '{"a": "=x"}'),
+    ([1], "[1]"),
+])
+def test_cells_are_neutralised_for_spreadsheets(value: object, shown: str) -> None:
+    assert cell(value) == shown
+    if isinstance(value, str):
+        assert neutralise(value) == shown
+
+
+def test_csv_bytes_have_a_bom_and_read_back() -> None:
+    header, body = audit_table(rows(), FIRST)
+    data = audit_csv_bytes(header, body)
+    assert data.startswith("\ufeff".encode()) and b"\r\n" in data
+    back = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    assert back == [header, *body]
+    description = header.index("description")
+    assert back[1][description] == "'=HYPERLINK(\"http://evil\")"
+
+
+@pytest.mark.parametrize("parallel_from", [10**9, 1])
+def test_writer_writes_one_file_per_subordinate(tmp_path: Path, parallel_from: int) -> None:
+    ids = [f"00000000-0000-0000-0000-{i:012d}" for i in range(7)]
+    with AuditWriter(tmp_path / "audit_records", FIRST, parallel_from=parallel_from, batch_size=3) as writer:
+        for sub_id in ids:
+            writer.add(rows(sub_id))
+    assert writer.written == 7
+    assert sorted(p.name for p in (tmp_path / "audit_records").iterdir()) == [f"{i}.csv" for i in ids]
+    data = (tmp_path / "audit_records" / f"{ids[3]}.csv").read_bytes()
+    assert data == audit_csv_bytes(*audit_table(rows(ids[3]), FIRST))
+
+
+def test_writer_refuses_an_id_that_is_not_a_file_name(tmp_path: Path) -> None:
+    with AuditWriter(tmp_path) as writer, pytest.raises(ValueError):
+        writer.add(rows("../escape"))
+    for bad in ("", "a/b", ".hidden", "..", "/abs"):
+        with pytest.raises(ValueError):
+            audit_file_name(bad)
+    assert audit_file_name(SUB) == f"{SUB}.csv"
+
+
+@pytest.mark.parametrize("parallel_from", [10**9, 1])
+def test_writer_raises_a_write_error(tmp_path: Path, parallel_from: int) -> None:
+    (tmp_path / "audit" / f"{SUB}.csv").mkdir(parents=True)  # a folder where the file should go
+    with pytest.raises(OSError), AuditWriter(tmp_path / "audit", parallel_from=parallel_from) as writer:
+        writer.add(rows())
+
+
+def test_preflight_text() -> None:
+    assert preflight_text(()) == "ok"
+    findings = (Finding("parent_lost", "fail_if_parenting", "Merge warning: sub-entity might lose parenting."),
+                Finding("active_quote", "fail", "Merge cannot be performed on sub-entity that has active quote."))
+    assert preflight_text(findings) == ("parent_lost: Merge warning: sub-entity might lose parenting. | "
+                                        "active_quote: Merge cannot be performed on sub-entity that has active quote.")
+
+
+def test_merges_csv_keeps_values_exact(tmp_path: Path) -> None:
+    update = {"@odata.type": "Microsoft.Dynamics.CRM.contact", "telephone2": "+44 20 7946 0000",
+              "description": "=cmd|' /C calc'!A0", "lastname": "Zoë \"the\" O'Neil",
+              "parentcustomerid_account@odata.bind": "/accounts(00000000-0000-0000-0000-0000000000c3)"}
+    merge = PlannedMerge(group_id="g", order=2, target_id="t", subordinate_id=SUB, update_content=update,
+                         changed_fields=("telephone2", "description", "lastname", "parentcustomerid"),
+                         preflight=(Finding("marketing_list", "fail_if_marketing_plugin", "in 1 list"),),
+                         target_modifiedon="2024-01-01T00:00:00Z", subordinate_modifiedon=None)
+    row = merges_row(merge)
+    assert len(row) == len(MERGES_CSV_COLUMNS)
+    run = RunFolder(tmp_path)
+    run.write_csv(run.merges_csv, MERGES_CSV_COLUMNS, [row])
+    (back,) = run.read_csv(run.merges_csv, MERGES_CSV_COLUMNS, "step 3")
+    assert json.loads(back["update_content"]) == update          # exact: no quote prefix, no changes
+    assert back["changed_fields"] == "telephone2;description;lastname;parentcustomerid"
+    assert back["preflight"] == "marketing_list: in 1 list"
+    assert back["order"] == "2" and back["subordinate_modifiedon"] == ""
+    assert back["target_modifiedon"] == "2024-01-01T00:00:00Z"
+    assert not run.merges_csv.read_bytes().startswith("\ufeff".encode())
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+def test_writer_falls_back_to_writing_here_when_the_helper_process_dies(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    def dying_helper() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=os._exit, initargs=(3,))
+
+    monkeypatch.setattr(audit, "_helper_process", dying_helper)
+    ids = [f"00000000-0000-0000-0000-{i:012d}" for i in range(5)]
+    with AuditWriter(tmp_path, FIRST, parallel_from=1, batch_size=2) as writer:
+        for sub_id in ids:
+            writer.add(rows(sub_id))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{i}.csv" for i in ids]
+
+
+def test_csv_bytes_quote_exactly_like_the_csv_module() -> None:
+    rng = random.Random(1)
+    alphabet = ["a", "Z", "ë", ",", '"', "\n", "\r", " ", "=", "\t", "'", ""]
+    for _ in range(2000):
+        width = rng.randrange(2, 6)
+        table = [["".join(rng.choice(alphabet) for _ in range(rng.randrange(6))) for _ in range(width)]
+                 for _ in range(rng.randrange(1, 5))]
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\r\n").writerows(table)
+        assert audit_csv_bytes(table[0], table[1:]) == ("\ufeff" + buf.getvalue()).encode("utf-8")
