@@ -15,6 +15,7 @@ from typing import Any
 
 from errors import RunStateError
 from journal import SubordinateHistory, read_journal, replay
+from preflight import severity_of, would_fail
 from run_folder import RunFolder
 from runs import MERGES_CSV_COLUMNS, Finding, PlannedMerge
 
@@ -23,13 +24,7 @@ _MADE_BY = "step 3 (Prepare duplicates)"
 _TYPE_PREFIX = "Microsoft.Dynamics.CRM."
 
 # Pre-flight codes whose failure depends on a choice made now (DESIGN.md section 4).
-_FAIL_IF_PARENTING = frozenset({"parenting_differs", "parent_lost"})
-_FAIL_IF_MARKETING = frozenset({"marketing_list"})
-_FAIL = frozenset({
-    "same_record", "unsupported_entity", "inactive", "target_inactive", "subordinate_inactive", "missing",
-    "target_missing", "subordinate_missing", "active_quote", "hierarchy_loop", "case_parents_differ",
-    "child_case_limit", "child_cases", "no_privilege",
-})
+
 
 
 @dataclass(frozen=True)
@@ -115,24 +110,11 @@ def load_plan(run: RunFolder, settings: MergeSettings) -> MergePlan:
 
 def predicted_failure(row: PlannedMerge, settings: MergeSettings) -> str:
     """The reason this merge will fail under these settings, or '' when it should not."""
+    plugin = settings.assume_marketing_plugin and not settings.marketing_workaround
     for f in row.preflight:
-        if (
-            f.severity == "fail"
-            or (f.severity == "fail_if_parenting" and settings.parenting_checks)
-            or (f.severity == "fail_if_marketing_plugin" and settings.assume_marketing_plugin
-                and not settings.marketing_workaround)
-        ):
+        if would_fail(f, parenting_checks=settings.parenting_checks, marketing_plugin=plugin):
             return f"predicted to fail: {f.message or f.code}"
     return ""
-
-
-def severity(code: str) -> str:
-    """The severity of a pre-flight code; codes we do not know only warn (Dataverse decides)."""
-    if code in _FAIL_IF_PARENTING:
-        return "fail_if_parenting"
-    if code in _FAIL_IF_MARKETING:
-        return "fail_if_marketing_plugin"
-    return "fail" if code in _FAIL else "warn"
 
 
 def parse_preflight(text: str) -> tuple[Finding, ...]:
@@ -144,7 +126,7 @@ def parse_preflight(text: str) -> tuple[Finding, ...]:
     for part in (p.strip() for p in text.split(" | ") if p.strip()):
         code, _, message = part.partition(":")
         code = code.strip().lower()
-        findings.append(Finding(code=code, severity=severity(code), message=message.strip() or code))
+        findings.append(Finding(code=code, severity=severity_of(code), message=message.strip() or code))
     return tuple(findings)
 
 

@@ -31,6 +31,20 @@ MAX_CHILD_CASES = 100
 FAIL, FAIL_IF_PARENTING, FAIL_IF_MARKETING_PLUGIN, WARN = (
     "fail", "fail_if_parenting", "fail_if_marketing_plugin", "warn")
 
+# Every code this module writes, with its severity: step 4 reads codes back from merges.csv through this.
+SEVERITY = {
+    "same_record": FAIL, "unsupported_entity": FAIL, "inactive": FAIL, "active_quote": FAIL,
+    "hierarchy_loop": FAIL, "child_cases": FAIL,
+    "parenting_differs": FAIL_IF_PARENTING, "parent_lost": FAIL_IF_PARENTING,
+    "marketing_list": FAIL_IF_MARKETING_PLUGIN,
+    "lookup_dropped": WARN, "update_ignored": WARN,
+}
+
+
+def severity_of(code: str) -> str:
+    """The severity of a finding code read back from merges.csv; an unknown code only warns."""
+    return SEVERITY.get(code, WARN)
+
 
 @dataclass(frozen=True)
 class PreflightData:

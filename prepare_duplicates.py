@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audit import NAME_SUFFIX, AuditRows, AuditWriter, merges_row
+from audit import AuditRows, AuditWriter, merges_row
 from dataverse import DataverseClient, EntityMetadata
 from errors import DataverseError, RunStateError
-from preflight import Fetch, PreflightData, check_merge, gather, summarise
+from planning import MergeFn, Planner, SetResolver, is_lookup_column, logical_name, writable_columns  # noqa: F401
+from preflight import Fetch, PreflightData, gather, summarise
 from run_folder import RunFolder
-from runs import MERGES_CSV_COLUMNS, DuplicateGroups, Finding, PlannedMerge
+from runs import MERGES_CSV_COLUMNS, DuplicateGroups, PlannedMerge
 from targets import Strategy, get_strategy, parse_when, register_strategy  # noqa: F401  (for your own)
 
 # The helpers a merge rule is written with (merge_helpers.py explains each one)
@@ -130,15 +131,6 @@ def _create_merge_result(target_row: dict, subordinate_row: dict, columns: list[
 
 log = logging.getLogger(__name__)
 
-_LOOKUP_TABLE = "@Microsoft.Dynamics.CRM.lookuplogicalname"
-_NAV = "@Microsoft.Dynamics.CRM.associatednavigationproperty"
-_FORMATTED = "@OData.Community.Display.V1.FormattedValue"
-_LATE = "9999-12-31"
-
-MergeFn = Callable[[dict, dict, list[str]], dict]
-SetResolver = Callable[[str], "str | None"]
-
-
 @dataclass(frozen=True)
 class PrepareSettings:
     entity: str
@@ -156,162 +148,6 @@ class PrepareResult:
     audit_dir: Path
     top_changed_fields: tuple[tuple[str, int], ...]  # (field, merges that change it), most first
     preflight_counts: dict[str, int]                # finding code -> merges
-
-
-def is_lookup_column(col: str) -> bool:
-    """`_parentcustomerid_value`: how the Web API reads a lookup."""
-    return col.startswith("_") and col.endswith("_value")
-
-
-def logical_name(col: str) -> str:
-    """`_parentcustomerid_value` -> `parentcustomerid`; other columns unchanged."""
-    return col[1:-6] if is_lookup_column(col) else col
-
-
-def writable_columns(meta: EntityMetadata, ignore: Iterable[str]) -> frozenset[str]:
-    """Row columns UpdateContent may carry: valid for update, not ignored; lookups as `_x_value`."""
-    key = (id(meta), tuple(ignore))
-    cached = _WRITABLE.get(key)
-    if cached is not None and cached[0] is meta:
-        return cached[1]
-    skip = {logical_name(c) for c in key[1]}
-    columns = frozenset(
-        f"_{name}_value" if a.is_lookup else name
-        for name, a in meta.attributes.items()
-        if a.is_valid_for_update and not a.attribute_of and name not in skip
-    )
-    _WRITABLE[key] = (meta, columns)
-    return columns
-
-
-_WRITABLE: dict[tuple[int, tuple[str, ...]], tuple[EntityMetadata, frozenset[str]]] = {}
-
-
-class _Rec:
-    """A record split once into its plain row and its annotations per column."""
-
-    __slots__ = ("row", "notes", "_shown")
-
-    def __init__(self, row: dict[str, Any], notes: dict[str, dict[str, Any]]) -> None:
-        self.row, self.notes, self._shown = row, notes, None
-
-    @classmethod
-    def parse(cls, raw: Mapping[str, Any]) -> _Rec:
-        row: dict[str, Any] = {}
-        notes: dict[str, dict[str, Any]] = {}
-        for key, value in raw.items():
-            if "@" not in key:
-                row[key] = value
-                continue
-            col, _, suffix = key.partition("@")
-            if col:
-                notes.setdefault(col, {})["@" + suffix] = value
-        return cls(row, notes)
-
-    def display(self) -> dict[str, Any]:
-        """The row plus `x@name` (the lookup's display name) for the audit view (built once)."""
-        if self._shown is None:
-            row = self.row
-            names = {c + NAME_SUFFIX: n[_FORMATTED] for c, n in self.notes.items()
-                     if c[:1] == "_" and _FORMATTED in n and c in row and c.endswith("_value")}
-            self._shown = {**row, **names} if names else row
-        return self._shown
-
-
-class _Planner:
-    """Plans the merges of groups of one table; holds what every group shares."""
-
-    def __init__(self, meta: EntityMetadata, merge_fn: MergeFn, ignore: Iterable[str],
-                 resolve_set: SetResolver | None, preflight: PreflightData | None) -> None:
-        self.meta, self.entity, self.merge_fn = meta, meta.logical_name, merge_fn
-        self.writable = writable_columns(meta, ignore)
-        self.resolve_set, self.preflight = resolve_set, preflight
-        self.odata_type = f"Microsoft.Dynamics.CRM.{meta.logical_name}"
-
-    def plan(self, group_id: str, records: Sequence[Mapping[str, Any]],
-             strategy: Strategy) -> tuple[list[PlannedMerge], list[AuditRows]]:
-        pk = self.meta.primary_id
-        ordered = sorted(records, key=lambda r: str(r.get(pk) or ""))
-        target_raw = strategy(ordered)
-        subs = sorted((r for r in ordered if r is not target_raw), key=lambda r: _merge_order(r, pk))
-        after = _Rec.parse(target_raw)
-        merges: list[PlannedMerge] = []
-        audits: list[AuditRows] = []
-        absorbed: list[str] = []
-        for order, sub_raw in enumerate(subs, start=1):
-            sub = _Rec.parse(sub_raw)
-            write, update, findings, new_after = self._merge(after, sub)
-            sub_id = str(sub.row.get(pk))
-            if self.preflight is not None:
-                findings += check_merge(self.entity, new_after.row, sub.row, self.preflight, absorbed=absorbed)
-            merges.append(PlannedMerge(
-                group_id=group_id, order=order, target_id=str(target_raw.get(pk)), subordinate_id=sub_id,
-                update_content=update, changed_fields=tuple(logical_name(c) for c in write),
-                preflight=tuple(findings), target_modifiedon=target_raw.get("modifiedon"),
-                subordinate_modifiedon=sub_raw.get("modifiedon"),
-            ))
-            shown = _Rec(write, {c: new_after.notes[c] for c in write if c in new_after.notes})
-            audits.append(AuditRows(sub_id, sub.display(), after.display(), shown.display(), new_after.display()))
-            absorbed.append(sub_id)
-            after = new_after
-        return merges, audits
-
-    def _merge(self, after: _Rec, sub: _Rec) -> tuple[dict[str, Any], dict[str, Any], list[Finding], _Rec]:
-        """One merge: the rule's result filtered to real changes, as UpdateContent, and the target after it."""
-        columns = sorted((after.row.keys() | sub.row.keys()) & self.writable)
-        result = self.merge_fn(dict(after.row), dict(sub.row), columns)  # copies: a rule may scribble on them
-        write: dict[str, Any] = {}
-        update: dict[str, Any] = {"@odata.type": self.odata_type}
-        notes: dict[str, dict[str, Any]] = {}
-        findings: list[Finding] = []
-        for col, value in (result or {}).items():
-            if col not in self.writable:
-                continue
-            if isinstance(value, float) and value != value:  # NaN is pandas' "no value": write nothing
-                continue
-            old = after.row.get(col)
-            if (value == old and type(value) is type(old)) or (is_empty(value) and is_empty(old)):
-                continue
-            from_sub = sub.row.get(col) == value
-            if is_lookup_column(col):
-                bind = self._bind(col, value, sub.notes.get(col) if from_sub else None)
-                if isinstance(bind, Finding):
-                    findings.append(bind)
-                    continue
-                update[bind[0]] = bind[1]
-            else:
-                update[col] = value
-            write[col] = value
-            notes[col] = sub.notes.get(col, {}) if from_sub else {}
-        if self.entity == "incident":  # the service ignores UpdateContent when merging cases
-            if write:
-                findings.append(Finding("update_ignored", "warn", "Dataverse does not apply UpdateContent when "
-                                        "merging cases: " + ", ".join(map(logical_name, write)) + " will not change."))
-            return write, update, findings, after
-        return write, update, findings, _Rec({**after.row, **write}, {**after.notes, **notes})
-
-    def _bind(self, col: str, value: Any, source: Mapping[str, Any] | None) -> tuple[str, str] | Finding:
-        """`_x_value: id` -> (`nav@odata.bind`, `/entityset(id)`), or a warning when that cannot be worked out."""
-        attr = logical_name(col)
-        if value is None:
-            return Finding("lookup_dropped", "warn", f"{attr}: a merge cannot clear a lookup; not written "
-                                                     "(clear it in Dataverse after merging if needed).")
-        meta_attr = self.meta.attributes.get(attr)
-        targets = meta_attr.targets if meta_attr is not None else ()
-        notes = source or {}
-        table = notes.get(_LOOKUP_TABLE) or (targets[0] if len(targets) == 1 else None)
-        entity_set = self.resolve_set(table) if table and self.resolve_set else None
-        if not table or not entity_set:
-            return Finding("lookup_dropped", "warn", f"{attr} = {value}: cannot tell which table it points to; "
-                                                     "not written.")
-        nav = notes.get(_NAV) or (attr if len(targets) <= 1 else f"{attr}_{table}")
-        return f"{nav}@odata.bind", f"/{entity_set}({value})"
-
-
-def _merge_order(record: Mapping[str, Any], pk: str) -> tuple[bool, str, str]:
-    """Subordinates merge oldest first (createdon, then id); one without createdon goes last."""
-    when = parse_when(record.get("createdon"))
-    return when is None, when.isoformat() if when else _LATE, str(record.get(pk) or "")
 
 
 def plan_group(
@@ -332,7 +168,7 @@ def plan_group(
     every lookup change is dropped with a warning. With `preflight` data the checks run too.
     """
     chosen = get_strategy(strategy) if isinstance(strategy, str) else strategy
-    return _Planner(meta, merge_fn, ignore, resolve_set, preflight).plan(group_id, records, chosen)
+    return Planner(meta, merge_fn, ignore, resolve_set, preflight).plan(group_id, records, chosen)
 
 
 # -- the step: files and Dataverse (reads only) -----------------------------------------------------------------
@@ -343,7 +179,7 @@ def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings) -> P
     meta = client.entity(settings.entity)
     records = _read_records(run, groups)
     checks = gather(meta.logical_name, meta.entity_set_name, meta.primary_id, records, _fetcher(client))
-    planner = _Planner(meta, _create_merge_result, fields_to_ignore, _set_resolver(client), checks)
+    planner = Planner(meta, _create_merge_result, fields_to_ignore, _set_resolver(client), checks)
     first = [meta.primary_id, meta.primary_name]
     merges: list[PlannedMerge] = []
     with run.replace_dir(run.prepare_dir) as tmp:
