@@ -124,13 +124,13 @@ class FlagAnswers:
             self.values[key] = value
 
     def confirm(self, prompt: str, default: bool = False, flag: str = "") -> bool:
-        """Flags answer yes/no questions: a set flag means yes; else the default. Changing Dataverse
-        (flag "yes") needs the flag itself: a pipeline never merges by default."""
-        if flag and flag in self.flags_on:
-            return True
-        if flag == "yes":
+        """Flags answer yes/no questions: the flag set means yes, absent means no (a question with no flag
+        takes its default). Changing Dataverse (flag "yes") needs the flag: a pipeline never merges by default."""
+        if not flag:
+            return default
+        if flag == "yes" and flag not in self.flags_on:
             raise UsageError("This changes Dataverse and cannot be undone.", "Add --yes to go ahead.")
-        return default
+        return flag in self.flags_on
 
     def clear(self) -> None:
         self.values.clear()
