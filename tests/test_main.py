@@ -208,3 +208,22 @@ def test_demo_starts_under_a_pseudo_terminal(tmp_path: Path) -> None:
     assert "DEMO" in text and "local Dataverse emulator" in text
     assert "1: Create duplicate detection job" in text and "5: Clear all and start again" in text
     assert (tmp_path / ".demo" / "state.json").exists()      # the demo org is kept for the next run
+
+
+@pytest.mark.parametrize("view", ["Contacts named O'Brien", "My Contacts (O'Brien's view)",
+                                  "Kontakte für Dubletten — José"])
+def test_views_with_apostrophes_and_unicode_start_a_job(work: Path, org: EmulatorHandle, view: str) -> None:
+    code, out = drive(work, [], ["detect", "--entity", "contact", "--view", view, "--wait"])
+    assert "Traceback" not in out
+    job = re.search(r"detection job ([0-9a-f-]{36})", out)
+    assert job, out
+    assert org.store.get("asyncoperation", job.group(1))["statuscode"] in (30, 31)
+    kind = "personal" if view.startswith(("My", "Kontakte")) else "system"
+    assert f"({kind} view)" in out
+
+
+def test_view_names_close_to_a_real_one_are_suggested(work: Path) -> None:
+    code, out = drive(work, [], ["detect", "--entity", "contact", "--view", "Active Contact for Duplicate Check"])
+    assert code == 2 and "Did you mean" in out and "'Active Contacts for Duplicate Checking'" in out
+    code, out = drive(work, [], ["detect", "--entity", "contacts", "--view", "x"])
+    assert code == 2 and "There is no table named 'contacts'" in out and "contact" in out
