@@ -27,24 +27,6 @@ TENANT = "contoso.onmicrosoft.com"
 TENANT_GUID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 ORG = "https://contoso.crm11.dynamics.com/"
 SECRET = "s3cr3t-$HOME-value"
-PROXY_VARS = (
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-)
-
-
-@pytest.fixture(autouse=True)
-def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-
-
 # -- a fake Microsoft Entra: OpenID discovery, instance discovery, device code and token endpoints ---------
 
 

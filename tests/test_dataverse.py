@@ -27,24 +27,6 @@ except ImportError:  # tests/ became a package
 
 FAST = ClientSettings(connect_timeout=2, read_timeout=5, backoff_base=0.01, max_retries=3, max_retry_after=5)
 OK: tuple[int, dict[str, str], dict] = (200, {}, {"value": []})
-PROXY_VARS = (
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-)
-
-
-@pytest.fixture(autouse=True)
-def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-
-
 class RecordingTokens:
     """A token provider that records calls; force_refresh hands out the next token."""
 
