@@ -73,6 +73,8 @@ class _Step:
         self.workaround = ListWorkaround(client, journal, self.history) if settings.marketing_workaround else None
         self.result = MergeResult(journal_path=run.journal_path, actions_path=run.merge_actions_path)
         self._lock = threading.Lock()
+        self._broken: dict[str, str] = {}  # target id -> the subordinate whose merge did not happen
+        self._done_now: set[str] = set()   # merged (or found merged) in this run
         self._merged_this_run = 0
         self._started = time.monotonic()
         self._throttled_at_start = client.stats.throttled
@@ -142,7 +144,7 @@ class _Step:
     # -- the pool ------------------------------------------------------------------------------------------
     def execute(self, rows: list[PlannedMerge], on_progress: Any) -> None:
         chains: dict[str, list[PlannedMerge]] = {}
-        for row in rows:
+        for row in self._unblocked(rows):
             chains.setdefault(row.target_id, []).append(row)
         maximum = self.settings.workers or DEFAULT_MAX_WORKERS
         limit = AdaptiveLimit(self.client.stats.dop_hint or DEFAULT_START, maximum)
@@ -153,9 +155,35 @@ class _Step:
             throttled=lambda: self.client.stats.throttled, on_progress=on_progress)
         pool.run()
 
+    def _unblocked(self, rows: list[PlannedMerge]) -> list[PlannedMerge]:
+        """Rows whose earlier merges into the same target are done or run now; the others are skipped.
+
+        Step 3 plans each merge on the target as the earlier ones leave it, so a merge whose predecessor
+        did not happen would write values meant for another state of the target. Only a predecessor that
+        step 3 already knew would be refused (a `fail` finding) was left out of the later merges' plans.
+        """
+        running = {r.subordinate_id for r in rows}
+        earlier: dict[str, list[PlannedMerge]] = {}
+        for r in sorted(self.plan.rows, key=lambda r: r.order):
+            earlier.setdefault(r.target_id, []).append(r)
+        ready = []
+        for row in rows:
+            missing = [e for e in earlier.get(row.target_id, []) if e.order < row.order
+                       and e.subordinate_id not in running and not self._done(e.subordinate_id)
+                       and not any(f.severity == "fail" for f in e.preflight)]
+            if missing:
+                self._broken[row.target_id] = missing[0].subordinate_id
+                self._record(row, "skipped", reason=_blocked_reason(missing[0].subordinate_id))
+            else:
+                ready.append(row)
+        return ready
+
     def merge_row(self, row: PlannedMerge) -> str:
         """One planned merge, start to finish (runs on a worker thread). Returns its final status."""
         t0, started = time.monotonic(), now_iso()
+        blocker = self._broken.get(row.target_id)
+        if blocker is not None:  # an earlier merge into this target failed in this run
+            return self._record(row, "skipped", reason=_blocked_reason(blocker), t0=t0, started=started)
         if self.workaround is not None and any(f.code == "marketing_list" for f in row.preflight):
             try:
                 self.workaround.apply(row)
@@ -166,6 +194,8 @@ class _Step:
         verification = None
         if status == "merged" and self._should_verify(row):
             verification = checks.verify_target(self.client, self.meta.entity_set_name, self.lookups, row)
+        if status == "failed":
+            self._broken.setdefault(row.target_id, row.subordinate_id)
         return self._record(row, status, exc=exc, reason=reason, t0=t0, started=started, verification=verification)
 
     def _send(self, row: PlannedMerge) -> tuple[str, DataverseError | None, str]:
@@ -265,6 +295,8 @@ class _Step:
         if status == "failed":
             outcome.failure_class, outcome.hint = classify(exc, outcome.error_message)
         self.journal.append("result", **asdict(outcome), reason=reason, verification=verification)
+        if status in ("merged", "already_merged"):
+            self._done_now.add(row.subordinate_id)
         self.result.add(outcome, verification)
         log.info("merge %s -> %s: %s%s in %.0f ms", row.subordinate_id, row.target_id, status,
                  f" ({outcome.error_message})" if outcome.error_message else "", ms)
@@ -275,8 +307,9 @@ class _Step:
         return h.sends if h else 0
 
     def _done(self, sub: str) -> bool:
+        """Merged in an earlier run, or recorded as merged in this one."""
         h = self.history.get(sub)
-        return bool(h and h.done)
+        return bool(h and h.done) or sub in self._done_now
 
     def wrap_up(self, ending: str) -> None:
         """Close the journal and rebuild merge_actions_made.json from it (also after Ctrl-C and errors)."""
@@ -302,3 +335,8 @@ def _history(row: PlannedMerge, sends: int) -> SubordinateHistory:
 def _row_from_history(h: SubordinateHistory) -> PlannedMerge:
     return PlannedMerge(group_id=h.group_id, order=0, target_id=h.target_id, subordinate_id=h.subordinate_id,
                         update_content={})
+
+
+def _blocked_reason(blocker: str) -> str:
+    return (f"an earlier merge into the same target ({blocker}) did not happen, and this one was planned on "
+            "top of it: rerun step 3 (Prepare duplicates), then step 4")

@@ -12,7 +12,7 @@ from typing import Any
 from audit import NAME_SUFFIX, AuditRows
 from dataverse import EntityMetadata
 from merge_helpers import is_empty
-from preflight import PreflightData, check_merge
+from preflight import FAIL, PreflightData, check_merge
 from runs import Finding, PlannedMerge
 from targets import Strategy, parse_when
 
@@ -120,6 +120,8 @@ class Planner:
             ))
             shown = _Rec(write, {c: new_after.notes[c] for c in write if c in new_after.notes})
             audits.append(AuditRows(sub_id, sub.display(), after.display(), shown.display(), new_after.display()))
+            if any(f.severity == FAIL for f in findings):
+                continue  # Dataverse will refuse this merge: later merges must not count on its changes
             absorbed.append(sub_id)
             after = new_after
         return merges, audits

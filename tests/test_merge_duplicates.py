@@ -333,3 +333,29 @@ def test_a_half_done_workaround_is_finished_by_a_rerun(make_emulator: Callable[.
     members = sorted((m["listid"].id, m["entityid"].id) for m in dv.store.rows("listmember"))
     assert members == sorted([(first, p.target_id), (second, p.target_id)])
     assert len(actions(run)[p.subordinate_id]["list_workaround"]) == 7
+
+
+def test_a_failed_merge_stops_the_rest_of_its_targets_chain(make_emulator: Callable[..., EmulatorHandle],
+                                                            tmp_path: Path) -> None:
+    """Later merges into a target were planned on top of the earlier ones: when one does not happen the rest
+    of that target's merges wait for a new step 3; other targets go on; a rerun after the fix finishes."""
+    dv = make_emulator("empty")
+    planned = seed_groups(dv.store, 3, 3)           # three targets, chains of three
+    blocker = planned[1]                             # the second merge into the first target
+    dv.store.insert("quote", {"name": "Q", "customerid": Ref("contact", blocker.subordinate_id),
+                              "statecode": 1, "statuscode": 2})
+    run = make_run(tmp_path / "run", planned)
+    result = merge(dv, run, workers=4)
+    acts = actions(run)
+    assert acts[planned[0].subordinate_id]["status"] == "merged"
+    assert acts[blocker.subordinate_id]["failure_class"] == "active_quote"
+    later = acts[planned[2].subordinate_id]
+    assert later["status"] == "skipped" and "rerun step 3" in later["error_message"]
+    assert dv.store.get("contact", planned[2].subordinate_id)["statecode"] == 0     # not merged out of order
+    assert all(acts[p.subordinate_id]["status"] == "merged" for p in planned[3:])
+    assert (result.merged, result.failed, result.skipped) == (7, 1, 1)
+    for quote in dv.store.rows("quote"):                                            # the cause is fixed
+        dv.store.update("quote", quote["quoteid"], {"statecode": 3})
+    merge(dv, run)
+    for p in planned:
+        assert_merged(dv, p)
