@@ -98,6 +98,9 @@ class PromptAnswers:
     def confirm(self, prompt: str, default: bool = False, flag: str = "") -> bool:
         return self.console.confirm(prompt, default)
 
+    def forget(self, key: str) -> None:
+        self.remembered.pop(key, None)
+
     def clear(self) -> None:
         self.remembered.clear()
 
@@ -131,6 +134,9 @@ class FlagAnswers:
         if flag == "yes" and flag not in self.flags_on:
             raise UsageError("This changes Dataverse and cannot be undone.", "Add --yes to go ahead.")
         return flag in self.flags_on
+
+    def forget(self, key: str) -> None:
+        """Flags cannot be asked again: nothing to forget."""
 
     def clear(self) -> None:
         self.values.clear()

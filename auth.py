@@ -107,6 +107,10 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(_secret_missing("CLIENT_SECRET", mode, name))
     if mode == "access_token" and not token:
         raise ConfigError(_secret_missing("ACCESS_TOKEN", mode, name))
+    if token and any(c.isspace() or not c.isprintable() for c in token):
+        # requests would refuse the header and quote it in its error: say so here, without the value
+        raise ConfigError(f"ACCESS_TOKEN (in {name} or the environment) contains spaces or line breaks.",
+                          "Give the token on one line, without 'Bearer '.")
     return Config(
         env_file=path,
         client_id=client_id.lower(),

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from dataverse import DataverseClient, odata_string, validate_guid
 from duplicate_rules import Rule, published_rules
-from errors import DataverseError, UsageError
+from errors import DataverseError, UsageError, about
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,8 @@ def find_view(client: DataverseClient, entity: str, name: str) -> View:
         if rows:
             row = sorted(rows, key=lambda r: r[key])[0]
             return View(row[key], row["name"], kind, row.get("fetchxml") or "")
-    raise UsageError(f"There is no view named '{name}' for {entity}.", _close_views(client, entity, name))
+    hint = _close_views(client, entity, name)
+    raise about("view", UsageError(f"There is no view named '{name}' for {entity}.", hint))
 
 
 def _close_views(client: DataverseClient, entity: str, name: str) -> str:
@@ -111,7 +112,7 @@ def check_entity(client: DataverseClient, entity: str) -> None:
         names = [r["LogicalName"] for r in client.get_all("EntityDefinitions", {"$select": "LogicalName"})]
         close = difflib.get_close_matches(entity, names, n=5, cutoff=0.6)
         hint = ("Did you mean: " + ", ".join(close) + "?") if close else "Check the table's logical name."
-        raise UsageError(f"There is no table named '{entity}' in this environment.", hint) from exc
+        raise about("entity", UsageError(f"There is no table named '{entity}' in this environment.", hint)) from exc
 
 
 def to_query_expression(client: DataverseClient, fetchxml: str) -> dict:
@@ -156,11 +157,11 @@ def job_status(client: DataverseClient, job_id: str) -> JobStatus:
                          {"$select": "name,operationtype,statecode,statuscode,message,friendlymessage"})
     except DataverseError as exc:
         if exc.status == 404:
-            raise UsageError(f"There is no system job with id {job_id}.",
-                             "Check the job id (step 1 prints it; it is the id= part of the job's URL).") from exc
+            raise about("job_id", UsageError(f"There is no system job with id {job_id}.",
+                        "Check the job id (step 1 prints it; it is the id= part of the job's URL).")) from exc
         raise
     if row.get("operationtype") not in (None, DETECTION_OPERATION):
-        raise UsageError(f"System job {job_id} is not a duplicate detection job.", "Check the job id.")
+        raise about("job_id", UsageError(f"System job {job_id} is not a duplicate detection job.", "Check the job id."))
     message = row.get("friendlymessage") or row.get("message") or ""
     return JobStatus(job_id, row.get("name") or "", int(row.get("statecode") or 0),
                      int(row.get("statuscode") or 0), message)

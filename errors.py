@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 
 class ResolverError(Exception):
-    """Base of every error the user should see as one line, never as a traceback."""
+    """Base of every error the user should see as one line, never as a traceback.
+
+    `answer` names the remembered answer (entity, view, job_id, ...) the error is about, so the menu
+    forgets it and asks again next time instead of repeating the same mistake.
+    """
+
+    answer: str = ""
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -72,3 +80,12 @@ class OutcomeUnknownError(DataverseError):
 
     The caller must find out from Dataverse whether it took effect before sending it again.
     """
+
+
+E = TypeVar("E", bound=ResolverError)
+
+
+def about(answer: str, error: E) -> E:
+    """Mark `error` as caused by the remembered answer `answer` (see ResolverError)."""
+    error.answer = answer
+    return error

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from create_detection_job import job_status
 from dataverse import DataverseClient, EntityMetadata
-from errors import RunStateError, UsageError
+from errors import RunStateError, UsageError, about
 from grouping import cap_groups, group_id, group_pairs, summary
 from run_folder import RunFolder
 from runs import DuplicateGroups, Group
@@ -55,8 +55,8 @@ def check_job_entity(rows: Iterable[dict], entity: str, job_id: str) -> None:
     for row in rows:
         other = row.get(f"_baserecordid_value{_LOOKUP_TYPE}")
         if other and other != entity:
-            raise UsageError(f"Job {job_id} found duplicates of {other}, not {entity}.",
-                             f"Use the entity '{other}', or the job id of a {entity} job.")
+            raise about("job_id", UsageError(f"Job {job_id} found duplicates of {other}, not {entity}.",
+                                             f"Use the entity '{other}', or the job id of a {entity} job."))
 
 
 def retrieve_duplicates(client: DataverseClient, meta: EntityMetadata, record_id: str) -> list[str]:

@@ -117,6 +117,8 @@ def run_action(app: workflow.App, action: object) -> int:
         return action(app)  # type: ignore[operator]
     except ResolverError as exc:
         app.console.error(str(exc))
+        if exc.answer:
+            app.answers.forget(exc.answer)   # asked again next time, not repeated
     except KeyboardInterrupt:
         app.console.say("", "Cancelled. Back to the menu.")
     except EOFError:

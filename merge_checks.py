@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from errors import DataverseError
+from errors import DataverseError, ResolverError
 from runs import PlannedMerge
 
 NAV_PROPERTY = "@Microsoft.Dynamics.CRM.associatednavigationproperty"
@@ -183,6 +183,6 @@ def verify_target(client: Any, entity_set: str, lookups: list[str], row: Planned
         return {"checked": True, "mismatches": []}
     try:
         record = client.get(f"{entity_set}({row.target_id})", {"$select": ",".join(wanted)}, annotations=True)
-    except DataverseError as exc:
+    except ResolverError as exc:  # a failed read-back (even a sign-in failure) must not lose the merge's result
         return {"checked": False, "mismatches": [], "error": exc.message}
     return {"checked": True, "mismatches": compare(wanted, record)}

@@ -26,6 +26,7 @@ from list_workaround import ListWorkaround, is_plugin_failure
 from merge_plan import MergePlan, MergeSettings, load_plan
 from merge_pool import DEFAULT_MAX_WORKERS, DEFAULT_START, AdaptiveLimit, ChainPool, Progress
 from merge_result import MergeResult, classify
+from preflight import would_fail
 from run_folder import RunFolder
 from runs import MergeOutcome, PlannedMerge
 
@@ -184,7 +185,9 @@ class _Step:
         blocker = self._broken.get(row.target_id)
         if blocker is not None:  # an earlier merge into this target failed in this run
             return self._record(row, "skipped", reason=_blocked_reason(blocker), t0=t0, started=started)
-        if self.workaround is not None and any(f.code == "marketing_list" for f in row.preflight):
+        if self.workaround is not None and any(f.code == "marketing_list" for f in row.preflight) and not any(
+                would_fail(f, parenting_checks=self.settings.parenting_checks) for f in row.preflight):
+            # (a merge predicted to fail for another reason keeps its lists: it would fail after moving them)
             try:
                 self.workaround.apply(row)
             except DataverseError as exc:

@@ -19,7 +19,7 @@ from typing import Any
 
 from audit import AuditRows, AuditWriter, merges_row
 from dataverse import DataverseClient, EntityMetadata
-from errors import DataverseError, RunStateError
+from errors import DataverseError, RunStateError, about
 from planning import MergeFn, Planner, SetResolver, is_lookup_column, logical_name, writable_columns  # noqa: F401
 from preflight import Fetch, PreflightData, gather, summarise
 from run_folder import RunFolder
@@ -218,9 +218,9 @@ def _read_groups(run: RunFolder, entity: str) -> DuplicateGroups:
     groups = run.read_duplicate_groups()
     if groups.entity != entity:
         path = run.duplicate_groups_path
-        raise RunStateError(f"{run.display(path)} holds {groups.entity} groups, but step 3 was asked to prepare "
-                            f"{entity} records.", f"Use the entity '{groups.entity}', or another run folder.",
-                            str(path))
+        raise about("entity", RunStateError(
+            f"{run.display(path)} holds {groups.entity} groups, but step 3 was asked to prepare {entity} records.",
+            f"Use the entity '{groups.entity}', or another run folder.", str(path)))
     return groups
 
 

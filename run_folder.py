@@ -149,6 +149,8 @@ class RunFolder:
     def read_csv(self, path: Path, required: list[str], made_by: str) -> list[dict[str, str]]:
         if not path.exists():
             raise RunStateError(f"{self.display(path)} does not exist.", f"Run {made_by} first.", str(path))
+        # a long memo or image column in update_content can pass the csv module's 128 KB cell limit
+        csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
         try:
             with path.open(encoding="utf-8-sig", newline="") as fh:
                 reader = csv.DictReader(fh)

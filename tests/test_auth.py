@@ -332,3 +332,11 @@ def test_find_env_files(tmp_path: Path) -> None:
     assert [p.name for p in find_env_files(tmp_path)] == [".env", "a.env", "b.env"]
     (tmp_path / ".env").unlink()
     assert [p.name for p in find_env_files(tmp_path)] == ["a.env", "b.env"]
+
+
+def test_access_token_with_a_line_break_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("ENVIRONMENT_URI=http://127.0.0.1:9/\nAUTH_MODE=access_token\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(env, environ={"ACCESS_TOKEN": "eyJabc\ndef-secret-part"})
+    assert "line breaks" in str(info.value) and "secret-part" not in str(info.value)

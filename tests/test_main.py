@@ -227,3 +227,12 @@ def test_view_names_close_to_a_real_one_are_suggested(work: Path) -> None:
     assert code == 2 and "Did you mean" in out and "'Active Contacts for Duplicate Checking'" in out
     code, out = drive(work, [], ["detect", "--entity", "contacts", "--view", "x"])
     assert code == 2 and "There is no table named 'contacts'" in out and "contact" in out
+
+
+def test_a_wrong_answer_is_asked_again_not_repeated(work: Path) -> None:
+    code, out = drive(work, ["1", "contcat", "1", "contact", "No such view", "1", "Active Contacts",
+                             "n", "0"])
+    assert code == 0 and "Traceback" not in out
+    assert "There is no table named 'contcat'" in out and "There is no view named 'No such view'" in out
+    assert out.count("Entity logical name") == 2 and out.count("View name") == 2
+    assert "Started duplicate detection job" in out

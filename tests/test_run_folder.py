@@ -83,3 +83,10 @@ def test_replace_dir_swaps_cleanly_and_keeps_old_on_failure(tmp_path: Path) -> N
         (tmp / "other.csv").write_text("v2")
     assert sorted(p.name for p in run.prepare_dir.iterdir()) == ["other.csv"]
     assert sorted(p.name for p in run.root.iterdir()) == ["prepare"]
+
+
+def test_csv_cells_beyond_the_csv_modules_default_limit_read_back(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path / "r")
+    big = "x" * 300_000
+    run.write_csv(run.merges_csv, ["a"], [[big]])
+    assert run.read_csv(run.merges_csv, ["a"], "step 3") == [{"a": big}]
