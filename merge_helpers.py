@@ -26,6 +26,7 @@ ADDRESS_PARTS = ("line1", "line2", "line3", "city", "stateorprovince", "postalco
 _NON_DIGITS = re.compile(r"\D")
 _BLOCKS = {f"address{n}": tuple(f"address{n}_{part}" for part in ADDRESS_PARTS) for n in (1, 2, 3)}
 _ADDRESS_COLUMNS = frozenset(c for block in _BLOCKS.values() for c in block)
+_ADDRESS_BLOCK = re.compile(r"^address\d+_(?!composite$|addressid$)")  # computed / key columns are not parts
 
 
 def is_empty(value: object) -> bool:
@@ -130,8 +131,15 @@ def address_columns(prefix: str = "address1") -> tuple[str, ...]:
 
 
 def is_address(col: str) -> bool:
-    """True for a part of an address block (address1_city, address2_postalcode, address3_line1, ...)."""
-    return col in _ADDRESS_COLUMNS
+    """True for any column of an address block (address1_city, address2_latitude, address3_county, ...):
+    an address moves or fills as a whole, never a field of one address mixed into another."""
+    return _ADDRESS_BLOCK.match(col) is not None
+
+
+def block_columns(row: Row, prefix: str = "address1") -> list[str]:
+    """Every column of the block on `row` (the standard parts and any other, e.g. county or latitude)."""
+    head = prefix + "_"
+    return sorted({*address_columns(prefix), *(c for c in row if c.startswith(head) and is_address(c))})
 
 
 def has_address(row: Row, prefix: str = "address1", result: Result | None = None) -> bool:
@@ -157,7 +165,7 @@ def same_postcode(a: Row, b: Row, prefix: str = "address1", other_prefix: str | 
 def fill_address(result: Result, target_after: Row, subordinate: Row, prefix: str = "address1") -> bool:
     """Fill each empty part of the target's block with the subordinate's part of the same block."""
     wrote = False
-    for col in address_columns(prefix):
+    for col in block_columns(subordinate, prefix):
         wrote = fill_empty(result, target_after, col, subordinate.get(col)) or wrote
     return wrote
 
@@ -168,8 +176,8 @@ def move_address_to(
     """Copy the subordinate's `source` block into the target's `slot` block, only if that block is empty."""
     if has_address(target_after, slot, result) or not has_address(subordinate, source):
         return False
-    for part in ADDRESS_PARTS:
-        value = subordinate.get(f"{source}_{part}")
+    for col in block_columns(subordinate, source):
+        value = subordinate.get(col)
         if not is_empty(value):
-            result[f"{slot}_{part}"] = value
+            result[slot + col[len(source):]] = value  # address1_county -> address2_county
     return True

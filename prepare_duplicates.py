@@ -41,7 +41,7 @@ fields_to_ignore = [
     "createdon", "createdby", "createdonbehalfby", "modifiedon", "modifiedby", "modifiedonbehalfby",
     "overriddencreatedon", "versionnumber", "importsequencenumber", "merged", "masterid",
     "fullname", "yomifullname", "address1_composite", "address2_composite", "address3_composite",
-    "address1_addressid", "address2_addressid", "processid", "stageid", "traversedpath",
+    "address1_addressid", "address2_addressid", "address3_addressid", "processid", "stageid", "traversedpath",
     "transactioncurrencyid", "exchangerate", "timezoneruleversionnumber", "utcconversiontimezonecode",
 ]
 
@@ -112,10 +112,10 @@ def _create_merge_result(target_row: dict, subordinate_row: dict, columns: list[
             fill_address(result, target_row, subordinate_row, "address1")
         else:
             move_address_to(result, target_row, subordinate_row, "address2")
-    if has_address(subordinate_row, "address2"):
-        if not has_address(target_row, "address2", result) or same_postcode(target_row, subordinate_row,
-                                                                            "address2"):
-            fill_address(result, target_row, subordinate_row, "address2")
+    for block in ("address2", "address3"):
+        if has_address(subordinate_row, block) and (
+                not has_address(target_row, block, result) or same_postcode(target_row, subordinate_row, block)):
+            fill_address(result, target_row, subordinate_row, block)
     return result
 
 

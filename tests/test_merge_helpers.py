@@ -120,6 +120,19 @@ def test_address_columns_and_is_address() -> None:
     assert mh.address_columns("address2")[0] == "address2_line1" and len(mh.address_columns()) == 7
     assert mh.is_address("address1_postalcode") and mh.is_address("address3_city")
     assert not mh.is_address("address1_composite") and not mh.is_address("emailaddress1")
+    assert mh.is_address("address1_county") and mh.is_address("address2_latitude")
+
+
+def test_an_address_moves_whole_never_mixed_into_another() -> None:
+    target = addr(postalcode="SW1A 1AA", city="London", line1="1 Mall")
+    sub = {**addr(postalcode="75001", city="Paris", county="Ile-de-France", latitude=48.8)}
+    result: dict = {}
+    assert mh.move_address_to(result, target, sub)
+    assert result == {"address2_postalcode": "75001", "address2_city": "Paris", "address2_county": "Ile-de-France",
+                      "address2_latitude": 48.8}
+    filled: dict = {}
+    mh.fill_address(filled, addr(postalcode="75001"), sub)
+    assert filled == {"address1_city": "Paris", "address1_county": "Ile-de-France", "address1_latitude": 48.8}
 
 
 def addr(prefix: str = "address1", **parts: str) -> dict:

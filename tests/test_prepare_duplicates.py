@@ -392,3 +392,14 @@ def test_an_unknown_strategy_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="eldest"):
         prep.run(client, run, prep.PrepareSettings("contact", target_strategy="eldest"))
     assert client.calls == []
+
+
+def test_default_rule_never_mixes_two_addresses() -> None:
+    target = {"address1_line1": "1 Mall", "address1_city": "London", "address1_postalcode": "SW1A 1AA"}
+    sub = {"address1_line1": "2 Rue", "address1_city": "Paris", "address1_postalcode": "75001",
+           "address1_county": "Ile-de-France", "address1_latitude": 48.8, "address3_city": "Lyon"}
+    columns = sorted(set(target) | set(sub) | {"address2_county", "address2_latitude"})
+    result = prep._create_merge_result(dict(target), dict(sub), columns)
+    assert not any(c.startswith("address1_") for c in result)
+    assert result["address2_county"] == "Ile-de-France" and result["address2_latitude"] == 48.8
+    assert result["address3_city"] == "Lyon"       # an empty address3 on the target is filled
