@@ -122,8 +122,8 @@ class RunFolder:
 
     def read_record(self, record_id: str) -> dict[str, Any]:
         data = self.read_json(self.record_path(record_id), "step 2 (Group duplicates)")
-        if not isinstance(data, dict):
-            raise RunStateError(f"{self.display(self.record_path(record_id))} does not hold a record.",
+        if not isinstance(data, dict) or record_id not in {str(v).lower() for v in data.values() if isinstance(v, str)}:
+            raise RunStateError(f"{self.display(self.record_path(record_id))} does not hold record {record_id}.",
                                 "Rerun step 2 (Group duplicates).", str(self.record_path(record_id)))
         return data
 
@@ -135,7 +135,8 @@ class RunFolder:
         try:
             return DuplicateGroups.from_json(data)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RunStateError(f"{self.display(self.duplicate_groups_path)} is damaged (missing {_short(exc)}).",
+            what = f"missing {_short(exc)}" if isinstance(exc, KeyError) else _short(exc)
+            raise RunStateError(f"{self.display(self.duplicate_groups_path)} is damaged ({what}).",
                                 "Rerun step 2 (Group duplicates).", str(self.duplicate_groups_path)) from exc
 
     # -- CSV -------------------------------------------------------------------------------------

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 MERGES_CSV_COLUMNS = [
     "group_id", "order", "target_id", "subordinate_id", "preflight", "changed_fields", "update_content",
@@ -40,12 +43,25 @@ class DuplicateGroups:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DuplicateGroups:
         """Raises KeyError/TypeError/ValueError on a malformed document (the caller names the file)."""
-        groups = [Group(str(g["group_id"]), tuple(str(r) for r in g["records"])) for g in data["groups"]]
+        groups = [Group(_guid(g["group_id"]), tuple(_guid(r) for r in _list(g["records"]))) for g in data["groups"]]
         return cls(
             job_id=str(data["job_id"]), entity=str(data["entity"]), groups=groups,
             pairs_read=int(data.get("pairs_read", 0)), capped=bool(data.get("capped", False)),
             created=str(data.get("created", "")),
         )
+
+
+def _guid(value: Any) -> str:
+    """A record id from a run file: a GUID, or the file is damaged (a path or anything else is refused)."""
+    if not isinstance(value, str) or not _GUID.fullmatch(value.strip().lower()):
+        raise ValueError(f"a record id that is not a GUID: {str(value)[:60]!r}")
+    return value.strip().lower()
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError("records must be a list of ids")
+    return value
 
 
 @dataclass(frozen=True)

@@ -56,10 +56,28 @@ def test_missing_and_corrupted_files_name_the_file_and_the_step(tmp_path: Path) 
 
 def test_duplicate_groups_round_trip(tmp_path: Path) -> None:
     run = RunFolder(tmp_path / "r")
-    groups = DuplicateGroups("job", "contact", [Group("a", ("a", "b"))], pairs_read=3, capped=True)
+    a, b = "00000000-0000-0000-0000-00000000000a", "00000000-0000-0000-0000-00000000000b"
+    groups = DuplicateGroups("job", "contact", [Group(a, (a, b))], pairs_read=3, capped=True)
     run.write_duplicate_groups(groups)
     back = run.read_duplicate_groups()
     assert back.groups == groups.groups and back.capped and back.pairs_read == 3 and back.entity == "contact"
+
+
+@pytest.mark.parametrize("records", [["../../etc/passwd"], "abc", [1, 2]])
+def test_record_ids_that_are_not_guids_make_the_file_damaged(tmp_path: Path, records: object) -> None:
+    run = RunFolder(tmp_path / "r")
+    run.write_json(run.duplicate_groups_path, {"job_id": "j", "entity": "contact", "groups": [
+        {"group_id": "00000000-0000-0000-0000-00000000000a", "records": records}]})
+    with pytest.raises(RunStateError, match="damaged"):
+        run.read_duplicate_groups()
+
+
+def test_a_record_file_must_hold_that_record(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path / "r")
+    rid = "00000000-0000-0000-0000-00000000000a"
+    run.write_json(run.record_path(rid), {"contactid": "00000000-0000-0000-0000-00000000000b"})
+    with pytest.raises(RunStateError, match="does not hold"):
+        run.read_record(rid)
 
 
 def test_csv_missing_column_is_named(tmp_path: Path) -> None:
