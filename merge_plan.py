@@ -154,7 +154,7 @@ def _parse_row(cells: dict[str, str], entity: str) -> PlannedMerge:
     order_text = (cells.get("order") or "").strip() or "0"
     try:
         order = int(float(order_text))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ValueError(f"order '{order_text[:20]}' is not a number") from None
     return PlannedMerge(
         group_id=(cells.get("group_id") or "").strip() or target,
@@ -190,6 +190,10 @@ def _update_content(text: str, entity: str) -> dict[str, Any]:
     if odata_type != expected:
         raise ValueError(f"update_content is for '{str(odata_type)[len(_TYPE_PREFIX):]}', but this run merges "
                          f"'{entity}' records")
+    read_only = [k for k in content if k.startswith("_") and k.endswith("_value")]
+    if read_only:  # the read form of a lookup: Dataverse refuses it in a write
+        raise ValueError(f"update_content sets {read_only[0]}, the read-only form of a lookup; write "
+                         f"'{read_only[0][1:-6]}_<table>@odata.bind': '/<entityset>(<id>)' instead")
     return content
 
 

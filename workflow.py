@@ -39,9 +39,13 @@ class App:
     options: dict[str, Any] = field(default_factory=dict)   # command-line only switches (wait, workers...)
     log_handler: logging.Handler | None = None
 
-    def folder(self) -> RunFolder:
+    def folder(self, *, create: bool = False) -> RunFolder:
+        """The run folder; only step 2 creates it (a mistyped name elsewhere must not leave a folder behind)."""
         run: RunFolder = self.answers.get("folder")
-        attach_run_log(self, run)
+        if create:
+            run.root.mkdir(parents=True, exist_ok=True)
+        if run.root.is_dir():
+            attach_run_log(self, run)
         return run
 
 
@@ -53,7 +57,6 @@ def attach_run_log(app: App, run: RunFolder) -> None:
     if app.log_handler is not None:
         root.removeHandler(app.log_handler)
         app.log_handler.close()
-    run.root.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(run.log_path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s"))
     root.addHandler(handler)
@@ -113,7 +116,7 @@ def wait(app: App) -> int:
 
 def group(app: App) -> int:
     entity = app.answers.get("entity")
-    run = app.folder()
+    run = app.folder(create=True)
     settings = group_step.GroupSettings(entity, app.answers.get("job_id"), app.answers.get("max_duplicates"))
     app.console.say("Reading the job's duplicates and downloading the records...")
     result = group_step.run(app.client, run, settings)

@@ -137,6 +137,8 @@ def test_command_line_drives_the_whole_flow(work: Path, org: EmulatorHandle) -> 
     assert code == 0 and re.search(r"already done|skipp", out, re.I), out
     code, out = drive(work, [], ["status", "--folder", "cli_run"])
     assert code == 0 and "step 4" in out
+    assert drive(work, [], ["status", "--folder", "typo_run"])[0] == 0
+    assert not (work / "typo_run").exists()            # a mistyped folder is not created
     assert_no_secret_in(work)
 
 

@@ -293,6 +293,9 @@ def test_marketing_workaround_moves_memberships(make_emulator: Callable[..., Emu
     (lambda rows: [rows[0], [*rows[1][:6], json.dumps({"@odata.type": "Microsoft.Dynamics.CRM.account"}),
                              *rows[1][7:]]], "row 3: update_content is for 'account'"),
     (lambda rows: [rows[0], rows[1], rows[1]], "rows 3 and 4 both merge"),
+    (lambda rows: [rows[0], [*rows[1][:1], "1e400", *rows[1][2:]]], "row 3: order"),
+    (lambda rows: [rows[0], [*rows[1][:6], json.dumps({"_parentcustomerid_value": "x"}), *rows[1][7:]]],
+     "row 3: update_content sets _parentcustomerid_value"),
 ])
 def test_bad_merges_csv_names_the_row(tmp_path: Path, edit: Callable[[list[list[str]]], list[list[str]]],
                                       message: str) -> None:
