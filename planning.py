@@ -6,6 +6,7 @@ Used by prepare_duplicates.py, whose top part holds the merge rule users edit.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -93,6 +94,7 @@ class Planner:
                  resolve_set: SetResolver | None, preflight: PreflightData | None) -> None:
         self.meta, self.entity, self.merge_fn = meta, meta.logical_name, merge_fn
         self.writable = writable_columns(meta, ignore)
+        self.dropped: Counter[str] = Counter()  # columns a rule returned that cannot be written
         self.resolve_set, self.preflight = resolve_set, preflight
         self.odata_type = f"Microsoft.Dynamics.CRM.{meta.logical_name}"
 
@@ -136,6 +138,7 @@ class Planner:
         findings: list[Finding] = []
         for col, value in (result or {}).items():
             if col not in self.writable:
+                self.dropped[col] += 1  # reported once in step 3's summary (ignored, read-only, or unknown)
                 continue
             if isinstance(value, float) and value != value:  # NaN is pandas' "no value": write nothing
                 continue

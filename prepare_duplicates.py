@@ -148,6 +148,7 @@ class PrepareResult:
     audit_dir: Path
     top_changed_fields: tuple[tuple[str, int], ...]  # (field, merges that change it), most first
     preflight_counts: dict[str, int]                # finding code -> merges
+    not_written: tuple[tuple[str, int], ...] = ()   # columns the merge logic returned that cannot be written
 
 
 def plan_group(
@@ -197,6 +198,7 @@ def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings) -> P
         flagged=sum(1 for m in merges if m.preflight), audit_files=len(merges), merges_csv=run.merges_csv,
         audit_dir=run.audit_dir, top_changed_fields=tuple(changed.most_common(10)),
         preflight_counts=summarise(m.preflight for m in merges),
+        not_written=tuple(sorted(planner.dropped.items())),
     )
 
 
@@ -210,6 +212,9 @@ def summary_lines(result: PrepareResult) -> list[str]:
                      + ", ".join(f"{code} {n}" for code, n in result.preflight_counts.items()))
     else:
         lines.append("Pre-flight: nothing predicts a refusal.")
+    if result.not_written:
+        lines.append("Not written (in fields_to_ignore, not valid for update, or not a column; lookups are "
+                     "_x_value): " + ", ".join(f"{c} ({n})" for c, n in result.not_written))
     lines.append(f"Written: {result.merges_csv} and {result.audit_files} audit files in {result.audit_dir}.")
     return lines
 

@@ -403,3 +403,16 @@ def test_default_rule_never_mixes_two_addresses() -> None:
     assert not any(c.startswith("address1_") for c in result)
     assert result["address2_county"] == "Ile-de-France" and result["address2_latitude"] == 48.8
     assert result["address3_city"] == "Lyon"       # an empty address3 on the target is filled
+
+
+def test_columns_a_rule_returns_that_cannot_be_written_are_reported(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    run, client = scenario(tmp_path)
+
+    def rule(target_row: dict, subordinate_row: dict, columns: list[str]) -> dict:
+        return {"parentcustomerid": "x", "createdon": "2020-01-01T00:00:00Z", "jobtitle": "CTO"}
+
+    monkeypatch.setattr(prep, "_create_merge_result", rule)
+    result = prep.run(client, run, prep.PrepareSettings("contact"))
+    assert dict(result.not_written) == {"parentcustomerid": 3, "createdon": 3}
+    assert any(line.startswith("Not written") and "parentcustomerid (3)" in line for line in prep.summary_lines(result))
