@@ -307,9 +307,11 @@ class DataverseClient:
                 hint="Check ENVIRONMENT_URI; certificate verification stays on.",
             ) from exc
         if not call.safe and not never_sent(exc):
-            raise OutcomeUnknownError(
+            unknown = OutcomeUnknownError(
                 f"No answer to {call.what} from {self._host} ({reason}): the outcome is unknown.", hint=_RETRY_HINT
-            ) from exc
+            )
+            unknown.timed_out = isinstance(exc, requests.exceptions.ReadTimeout)
+            raise unknown from exc
         if call.retries >= self.settings.max_retries:
             raise DataverseError(
                 f"Cannot reach {self._host}: {reason}. Check ENVIRONMENT_URI and your network.", status=None

@@ -78,8 +78,11 @@ class DataverseError(ResolverError):
 class OutcomeUnknownError(DataverseError):
     """A non-idempotent request was sent but no answer came back (dropped connection, timeout, 5xx).
 
-    The caller must find out from Dataverse whether it took effect before sending it again.
+    The caller must find out from Dataverse whether it took effect before sending it again. `timed_out`:
+    no answer within the read timeout, so the request may still be running on the server.
     """
+
+    timed_out: bool = False
 
 
 E = TypeVar("E", bound=ResolverError)

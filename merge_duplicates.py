@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 MAX_SENDS = 5  # Merges sent for one subordinate in one run (each after Dataverse showed it still unmerged)
 _UNKNOWN_WAIT_S = 0.5
+_SETTLE_MAX_S = 60.0   # after a timeout: how long a Merge may still be running server-side
+_SETTLE_POLL_S = 2.0
 _READ_TRIES = 3  # reads of a subordinate whose Merge got no answer, before giving up (and never re-sending)
 
 
@@ -212,8 +214,7 @@ class _Step:
                 return "merged", None, ""
             except OutcomeUnknownError as exc:
                 log.warning("merge %s -> %s: %s", row.subordinate_id, row.target_id, exc.message)
-                time.sleep(_UNKNOWN_WAIT_S * n)
-                verdict = self._check_after(row, exc)
+                verdict = self._settle(row, exc, n)
             except DataverseError as exc:
                 if exc.status == 401 and n < MAX_SENDS:  # refused unprocessed: the token expired again in a wait
                     log.warning("merge %s -> %s: %s; sending again", row.subordinate_id, row.target_id, exc.message)
@@ -232,6 +233,18 @@ class _Step:
             if verdict is not None:
                 return verdict
         return "failed", None, f"no answer from Dataverse after {MAX_SENDS} attempts; the subordinate is unmerged"
+
+    def _settle(self, row: PlannedMerge, exc: OutcomeUnknownError, n: int) -> tuple[str, DataverseError | None,
+                                                                                 str] | None:
+        """After a lost answer: ask Dataverse what happened. After a timeout the Merge may still be running on
+        the server, so keep asking for a while before concluding it never ran (and sending it again)."""
+        time.sleep(_UNKNOWN_WAIT_S * n)
+        deadline = time.monotonic() + (min(self.client.settings.read_timeout, _SETTLE_MAX_S) if exc.timed_out else 0)
+        while True:
+            verdict = self._check_after(row, exc)
+            if verdict is not None or time.monotonic() >= deadline:
+                return verdict
+            time.sleep(_SETTLE_POLL_S)
 
     def _check_after(self, row: PlannedMerge, exc: DataverseError) -> tuple[str, DataverseError | None, str] | None:
         """What did the Merge do? None = still active and unmerged (send again); else the final verdict."""

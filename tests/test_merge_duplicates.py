@@ -362,3 +362,15 @@ def test_a_failed_merge_stops_the_rest_of_its_targets_chain(make_emulator: Calla
     merge(dv, run)
     for p in planned:
         assert_merged(dv, p)
+
+
+def test_a_timed_out_merge_still_running_on_the_server_is_not_sent_again(
+        make_emulator: Callable[..., EmulatorHandle], tmp_path: Path) -> None:
+    dv = make_emulator("empty", merge_ms=1500)          # the server takes longer than the client waits
+    planned = seed_groups(dv.store, 1, 1)
+    run = make_run(tmp_path / "run", planned)
+    client = DataverseClient(dv.url, StaticTokenProvider("t"), ClientSettings(read_timeout=0.5, backoff_base=0.01))
+    result = merge(dv, run, client)
+    assert result.already_merged == 1 and result.failed == 0
+    assert dv.store.counters.merge_attempts[planned[0].subordinate_id] == 1
+    assert_merged(dv, planned[0])
