@@ -28,10 +28,15 @@ from typing import IO, Any
 
 from errors import RunStateError
 
-try:  # POSIX: one merge run per folder at a time; the lock dies with the process (no stale lock files)
+# One merge run per folder at a time; the lock dies with the process (no stale lock files).
+try:  # POSIX
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
+try:  # Windows
+    import msvcrt
+except ImportError:
+    msvcrt = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +80,13 @@ class Journal:
         self.close()
 
     def _lock_file(self) -> None:
-        if fcntl is None:
-            return
         try:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            elif msvcrt is not None:  # pragma: no cover - Windows: lock the first byte (appends go past it)
+                self._fh.seek(0)
+                msvcrt.locking(self._fh.fileno(), msvcrt.LK_NBLCK, 1)
+                self._fh.seek(0, os.SEEK_END)
         except OSError as exc:
             self._fh.close()
             raise RunStateError(f"Another merge run is using {self.path.parent.parent.name} right now.",
