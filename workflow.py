@@ -171,13 +171,15 @@ def merge(app: App) -> int:
             f"Skip the {len(plan.predicted_failures)} merges predicted to fail?", default=True, flag="skip"):
         settings = merge_step.MergeSettings(**{**settings.__dict__, "skip_predicted_failures": False})
         plan = merge_step.load_plan(run, settings)
-    if not plan.to_run and not plan.unknown_outcomes:
+    sends = bool(plan.to_run or plan.unknown_outcomes)
+    if not sends and not plan.to_skip:
         app.console.say("Nothing left to merge.")
         return 0
-    if not app.answers.confirm(f"Merge {len(plan.to_run)} records in Dataverse now? This cannot be undone.",
-                               default=False, flag="yes"):
+    if sends and not app.answers.confirm(
+            f"Merge {len(plan.to_run)} records in Dataverse now? This cannot be undone.", default=False, flag="yes"):
         app.console.say("Nothing was merged.")
         return 0
+    # (with nothing to send, the run only records the skips in the journal and merge_actions_made.json)
     result = merge_step.run(app.client, run, plan, settings, on_progress=lambda p: app.console.progress(str(p)))
     app.console.say(*result.summary_lines())
     return 1 if result.failed else 0
