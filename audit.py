@@ -172,7 +172,13 @@ class AuditWriter:
         if self._pool is None:
             write_audit_batch(str(self.folder), self.first, batch)
             return
-        self._pending.append((self._pool.submit(write_audit_batch, str(self.folder), self.first, batch), batch))
+        try:
+            future = self._pool.submit(write_audit_batch, str(self.folder), self.first, batch)
+        except BrokenProcessPool:  # the helper died before this batch was handed over: write it here
+            self._drop_pool()
+            write_audit_batch(str(self.folder), self.first, batch)
+            return
+        self._pending.append((future, batch))
         while len(self._pending) > 8:  # bounded memory: wait for the oldest batch
             self._settle()
 
@@ -182,10 +188,13 @@ class AuditWriter:
         try:
             future.result()
         except BrokenProcessPool:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+            self._drop_pool()
             write_audit_batch(str(self.folder), self.first, batch)
+
+    def _drop_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
 def _helper_process() -> ProcessPoolExecutor | None:
