@@ -7,12 +7,14 @@ a script can drive the menu; on a terminal the progress line redraws in place.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, TextIO, TypeVar
 
 from errors import UsageError
 
 T = TypeVar("T")
+PIPE_PROGRESS_EVERY_S = 5.0
 
 
 class Console:
@@ -21,6 +23,7 @@ class Console:
         self.stdout = stdout or sys.stdout
         self.tty = bool(getattr(self.stdout, "isatty", lambda: False)())
         self._progress_shown = False
+        self._last_line = -PIPE_PROGRESS_EVERY_S
 
     def say(self, *lines: str) -> None:
         self._end_progress()
@@ -55,12 +58,17 @@ class Console:
     def confirm(self, prompt: str, default: bool = False) -> bool:
         return self.ask(prompt + (" (Y/n)" if default else " (y/N)"), parse_yes_no, "y" if default else "n")
 
-    def progress(self, text: str) -> None:
+    def progress(self, text: str, *, final: bool = False) -> None:
+        """A status line: redrawn in place on a terminal; elsewhere (a log, a pipeline) a line every
+        few seconds and the final one."""
         if self.tty:
             print("\r" + text.ljust(78), end="", file=self.stdout, flush=True)
             self._progress_shown = True
-        else:
+            return
+        now = time.monotonic()
+        if final or now - self._last_line >= PIPE_PROGRESS_EVERY_S:
             print(text, file=self.stdout, flush=True)
+            self._last_line = now
 
     def _end_progress(self) -> None:
         if self._progress_shown:

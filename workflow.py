@@ -105,7 +105,7 @@ def detect(app: App) -> int:
 def wait(app: App) -> int:
     job_id = app.answers.get("job_id")
     status = detect_step.wait_for_job(
-        app.client, job_id, lambda s: app.console.progress(f"Job {s.job_id[:8]}…: {s.label}"),
+        app.client, job_id, lambda s: app.console.progress(f"Job {s.job_id[:8]}…: {s.label}", final=s.done),
         poll_s=float(app.options.get("poll_s", 2.0)))
     if status.succeeded:
         app.console.say(f"Job {job_id} succeeded. Next: step 2 (Group duplicates).")
@@ -180,7 +180,8 @@ def merge(app: App) -> int:
         app.console.say("Nothing was merged.")
         return 0
     # (with nothing to send, the run only records the skips in the journal and merge_actions_made.json)
-    result = merge_step.run(app.client, run, plan, settings, on_progress=lambda p: app.console.progress(str(p)))
+    result = merge_step.run(app.client, run, plan, settings,
+                            on_progress=lambda p: app.console.progress(str(p), final=p.done >= p.total))
     app.console.say(*result.summary_lines())
     return 1 if result.failed else 0
 

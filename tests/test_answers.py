@@ -83,3 +83,11 @@ def test_yes_no_and_target_parsing() -> None:
     assert parse_target(" Newest_Record ") == "newest_record"
     with pytest.raises(UsageError, match="oldest_record"):
         parse_target("youngest")
+
+
+def test_progress_in_a_pipeline_is_a_line_every_few_seconds_and_the_last() -> None:
+    console, out = console_with([])
+    for n in range(100):
+        console.progress(f"{n}/100")
+    console.progress("100/100", final=True)
+    assert out.getvalue().splitlines() == ["0/100", "100/100"]
