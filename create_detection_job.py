@@ -139,15 +139,37 @@ def start_job(client: DataverseClient, entity: str, query: dict, job_name: str) 
     return str(job_id)
 
 
-def run(client: DataverseClient, settings: DetectSettings) -> DetectResult:
+@dataclass(frozen=True)
+class DetectPlan:
+    """What a job will run over, read before anything starts: the view, the published rules, the Query."""
+
+    view: View
+    rules: list[Rule]
+    query: dict
+
+
+def plan_job(client: DataverseClient, settings: DetectSettings) -> DetectPlan:
+    """Check the table, find the view, read the published rules and build the Query (reads only)."""
     check_entity(client, settings.entity)
     view = find_view(client, settings.entity, settings.view)
     rules = published_rules(client, settings.entity)
-    query = to_query_expression(client, view.fetchxml)
-    name = settings.job_name or f"Dedupe {settings.entity}: {view.name} {datetime.now(UTC):%Y-%m-%d %H:%M}"
-    job_id = start_job(client, settings.entity, query, name[:100])
-    log.info("started detection job %s for %s view %s (%s)", job_id, settings.entity, view.view_id, view.kind)
-    return DetectResult(job_id, job_url(client.environment_uri, job_id), view, rules)
+    return DetectPlan(view, rules, to_query_expression(client, view.fetchxml) if rules else {})
+
+
+def start(client: DataverseClient, settings: DetectSettings, plan: DetectPlan) -> DetectResult:
+    """Start the job planned; a table without a published rule is refused (the job would only fail)."""
+    if not plan.rules:
+        raise UsageError(f"No published duplicate detection rule for {settings.entity}: a job would find nothing.",
+                         "Publish a rule first (Settings > Data Management > Duplicate Detection Rules).")
+    name = settings.job_name or f"Dedupe {settings.entity}: {plan.view.name}"
+    job_id = start_job(client, settings.entity, plan.query, name[:100])
+    log.info("started detection job %s for %s view %s (%s)", job_id, settings.entity, plan.view.view_id,
+             plan.view.kind)
+    return DetectResult(job_id, job_url(client.environment_uri, job_id), plan.view, plan.rules)
+
+
+def run(client: DataverseClient, settings: DetectSettings) -> DetectResult:
+    return start(client, settings, plan_job(client, settings))
 
 
 def job_status(client: DataverseClient, job_id: str) -> JobStatus:

@@ -80,22 +80,17 @@ def show_rules(app: App) -> int:
 
 def detect(app: App) -> int:
     entity = app.answers.get("entity")
-    detect_step.check_entity(app.client, entity)
-    view = detect_step.find_view(app.client, entity, app.answers.get("view"))
-    rules = published_rules(app.client, entity)
-    app.console.say(f"View: {view.name} ({view.kind} view)")
-    if not rules:
-        app.console.say(f"No published duplicate detection rule for {entity}: a job would find nothing and fail.",
-                        "Publish a rule first (Settings > Data Management > Duplicate Detection Rules).")
-        return 2
-    app.console.say("Published duplicate detection rules (a strict rule matters: everything it finds is merged):")
-    for rule in rules:
-        app.console.say(*describe(rule))
-    query = detect_step.to_query_expression(app.client, view.fetchxml)
-    job_id = detect_step.start_job(app.client, entity, query, f"Dedupe {entity}: {view.name}"[:100])
-    app.answers.remember("job_id", job_id)
-    app.console.say(f"Started duplicate detection job {job_id}",
-                    f"Watch it at: {detect_step.job_url(app.client.environment_uri, job_id)}")
+    detect_step.check_entity(app.client, entity)   # before asking for the view: a typo is caught at once
+    settings = detect_step.DetectSettings(entity, app.answers.get("view"))
+    plan = detect_step.plan_job(app.client, settings)
+    app.console.say(f"View: {plan.view.name} ({plan.view.kind} view)")
+    if plan.rules:
+        app.console.say("Published duplicate detection rules (a strict rule matters: everything it finds is merged):")
+        for rule in plan.rules:
+            app.console.say(*describe(rule))
+    result = detect_step.start(app.client, settings, plan)
+    app.answers.remember("job_id", result.job_id)
+    app.console.say(f"Started duplicate detection job {result.job_id}", f"Watch it at: {result.url}")
     if app.answers.confirm("Wait for the job to finish now?", default=True, flag="wait"):
         return wait(app)
     app.console.say("Next: when the job has finished, run step 2 (Group duplicates).")

@@ -238,3 +238,12 @@ def test_a_wrong_answer_is_asked_again_not_repeated(work: Path) -> None:
     assert "There is no table named 'contcat'" in out and "There is no view named 'No such view'" in out
     assert out.count("Entity logical name") == 2 and out.count("View name") == 2
     assert "Started duplicate detection job" in out
+
+
+def test_a_table_without_a_published_rule_starts_no_job(work: Path, org: EmulatorHandle) -> None:
+    jobs_before = len(org.store.rows("asyncoperation"))
+    code, out = drive(work, [], ["detect", "--entity", "lead", "--view", "Active Leads for Duplicate Checking"])
+    assert code == 2 and "No published duplicate detection rule for lead" in out
+    assert len(org.store.rows("asyncoperation")) == jobs_before
+    code, out = drive(work, [], ["rules", "--entity", "contact"])
+    assert code == 0 and "emailaddress1 vs emailaddress1: exact match" in out
