@@ -32,6 +32,7 @@ class GroupSettings:
     job_id: str
     max_duplicates: int | None = None
     workers: int = 8              # parallel RetrieveDuplicates calls for base-only job results
+    job_cap: int = JOB_DUPLICATE_CAP
 
 
 @dataclass
@@ -112,8 +113,8 @@ def run(client: DataverseClient, run: RunFolder, settings: GroupSettings) -> Gro
     pairs, base_only = collect_pairs(client, meta, rows, settings.workers)
     pairs = [(a.lower(), b.lower()) for a, b in pairs]
     members = group_pairs(pairs)
-    distinct_duplicates = len({b for _, b in pairs})
-    capped = distinct_duplicates >= JOB_DUPLICATE_CAP
+    # a job stops at the cap: as many records with duplicates as the cap means there may be more
+    capped = len({r["_baserecordid_value"] for r in rows if r.get("_baserecordid_value")}) >= settings.job_cap
     members = cap_groups(members, settings.max_duplicates)
     ids = [i for g in members for i in g]
     records = download_records(client, meta, ids)

@@ -1,0 +1,85 @@
+"""Step 2 against the emulator: both shapes of job results give the same groups, the 5000 cap is
+reported, --max keeps whole groups, and a job that is unfinished, failed or of another table is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import create_detection_job as detect
+from auth import StaticTokenProvider
+from dataverse import DataverseClient
+from dataverse_emulator import EmulatorHandle
+from errors import RunStateError, UsageError
+from group_duplicates import GroupSettings, run
+from run_folder import RunFolder
+
+VIEW = "Active Contacts for Duplicate Checking"
+
+
+def finished_job(client: DataverseClient, entity: str = "contact",
+                 view: str = VIEW) -> str:
+    plan = detect.plan_job(client, detect.DetectSettings(entity, view))
+    job = detect.start(client, detect.DetectSettings(entity, view), plan).job_id
+    assert detect.wait_for_job(client, job, lambda s: None, poll_s=0.05, timeout_s=30).succeeded
+    return job
+
+
+def grouped(handle: EmulatorHandle, tmp_path: Path, name: str, **kw: object) -> tuple[RunFolder, object]:
+    client = DataverseClient(handle.url, StaticTokenProvider("t"))
+    folder = RunFolder(tmp_path / name)
+    return folder, run(client, folder, GroupSettings("contact", finished_job(client), **kw))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shape", ["base", "pairs"])
+def test_both_shapes_of_job_results_give_the_same_groups(make_emulator: Callable[..., EmulatorHandle],
+                                                         tmp_path: Path, shape: str) -> None:
+    handle = make_emulator("demo", seed=5, job_seconds=0.1, duplicate_records=shape)
+    folder, result = grouped(handle, tmp_path, shape)
+    groups = folder.read_duplicate_groups()
+    assert result.base_only == (shape == "base")
+    assert groups.entity == "contact" and len(groups.groups) > 100 and not groups.capped
+    for group in groups.groups:
+        assert group.group_id == min(group.record_ids) and len(group.record_ids) >= 2
+        for rid in group.record_ids:
+            record = folder.read_record(rid)
+            assert record["contactid"] == rid and "_parentcustomerid_value" in record   # every readable column
+    # the chain A=B (e-mail), B=C (phone) is one group of three
+    by_email = {folder.read_record(r)["emailaddress1"]: g for g in groups.groups for r in g.record_ids}
+    assert len(by_email["chain01@dup.example"].record_ids) == 3
+    # the other shape, from a fresh org with the same seed, groups the same records
+    other = make_emulator("demo", seed=5, job_seconds=0.1, duplicate_records="pairs" if shape == "base" else "base")
+    other_folder, _ = grouped(other, tmp_path, "other")
+    assert [g.record_ids for g in other_folder.read_duplicate_groups().groups] == [g.record_ids for g in groups.groups]
+
+
+def test_the_5000_cap_is_reported_and_max_keeps_whole_groups(make_emulator: Callable[..., EmulatorHandle],
+                                                             tmp_path: Path) -> None:
+    handle = make_emulator("demo", seed=5, job_seconds=0.1, max_job_duplicates=20)
+    folder, result = grouped(handle, tmp_path, "capped", max_duplicates=7, job_cap=20)
+    groups = folder.read_duplicate_groups()
+    assert groups.capped
+    duplicates = sum(len(g.record_ids) - 1 for g in groups.groups)
+    assert 0 < duplicates <= 7
+    assert sorted(p.stem for p in folder.record_data_dir.iterdir()) == sorted(
+        r for g in groups.groups for r in g.record_ids)
+
+
+def test_jobs_that_cannot_be_grouped_are_refused(make_emulator: Callable[..., EmulatorHandle],
+                                                 tmp_path: Path) -> None:
+    handle = make_emulator("demo", seed=5, job_seconds=30)
+    client = DataverseClient(handle.url, StaticTokenProvider("t"))
+    plan = detect.plan_job(client, detect.DetectSettings("contact", VIEW))
+    running = detect.start(client, detect.DetectSettings("contact", VIEW), plan).job_id
+    with pytest.raises(RunStateError, match="not finished yet"):
+        run(client, RunFolder(tmp_path / "r"), GroupSettings("contact", running))
+    with pytest.raises(UsageError, match="no system job"):
+        run(client, RunFolder(tmp_path / "r"), GroupSettings("contact", "00000000-0000-0000-0000-000000000000"))
+    fast = make_emulator("demo", seed=5, job_seconds=0.1)
+    fast_client = DataverseClient(fast.url, StaticTokenProvider("t"))
+    accounts_job = finished_job(fast_client, "account", "Active Accounts for Duplicate Checking")
+    with pytest.raises(UsageError, match="found duplicates of account, not contact") as info:
+        run(fast_client, RunFolder(tmp_path / "r"), GroupSettings("contact", accounts_job))
+    assert info.value.answer == "job_id"
