@@ -12,6 +12,7 @@ from typing import Any
 
 from audit import NAME_SUFFIX, AuditRows
 from dataverse import EntityMetadata
+from errors import ResolverError
 from merge_helpers import is_empty
 from preflight import FAIL, PreflightData, check_merge
 from runs import Finding, PlannedMerge
@@ -21,6 +22,10 @@ _LOOKUP_TABLE = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 _NAV = "@Microsoft.Dynamics.CRM.associatednavigationproperty"
 _FORMATTED = "@OData.Community.Display.V1.FormattedValue"
 _LATE = "9999-12-31"
+
+class MergeLogicError(ResolverError):
+    """The user-edited merge logic raised an exception."""
+
 
 MergeFn = Callable[[dict, dict, list[str]], dict]
 SetResolver = Callable[[str], "str | None"]
@@ -131,7 +136,12 @@ class Planner:
     def _merge(self, after: _Rec, sub: _Rec) -> tuple[dict[str, Any], dict[str, Any], list[Finding], _Rec]:
         """One merge: the rule's result filtered to real changes, as UpdateContent, and the target after it."""
         columns = sorted((after.row.keys() | sub.row.keys()) & self.writable)
-        result = self.merge_fn(dict(after.row), dict(sub.row), columns)  # copies: a rule may scribble on them
+        try:  # copies: a rule may scribble on them
+            result = self.merge_fn(dict(after.row), dict(sub.row), columns)
+        except Exception as exc:  # noqa: BLE001 - user code: say where it failed, in one line
+            raise MergeLogicError(
+                f"The merge logic (_create_merge_result) failed for subordinate {sub.row.get(self.meta.primary_id)}: "
+                f"{type(exc).__name__}: {exc}.", "Fix prepare_duplicates.py and run step 3 again.") from exc
         write: dict[str, Any] = {}
         update: dict[str, Any] = {"@odata.type": self.odata_type}
         notes: dict[str, dict[str, Any]] = {}

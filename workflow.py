@@ -4,9 +4,11 @@ what to do next. Shared by the menu and the command line; no HTTP or file format
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol
 
 import create_detection_job as detect_step
@@ -14,7 +16,7 @@ import group_duplicates as group_step
 from console import Console
 from dataverse import DataverseClient
 from duplicate_rules import describe, published_rules
-from errors import RunStateError
+from errors import RunStateError, UsageError
 from run_folder import RunFolder
 
 log = logging.getLogger(__name__)
@@ -129,9 +131,20 @@ def group(app: App) -> int:
     return 0
 
 
-def prepare(app: App) -> int:
-    import prepare_duplicates as prepare_step  # users edit this module: import it when the step runs
+def load_merge_logic() -> ModuleType:
+    """prepare_duplicates.py, read afresh: a user edits its merge logic between runs of step 3 while the
+    menu stays open. A syntax error there is a one-line message, not a traceback."""
+    try:
+        import prepare_duplicates
 
+        return importlib.reload(prepare_duplicates)
+    except SyntaxError as exc:
+        raise UsageError(f"prepare_duplicates.py has a syntax error at line {exc.lineno}: {exc.msg}.",
+                         "Fix it and run step 3 again.") from None
+
+
+def prepare(app: App) -> int:
+    prepare_step = load_merge_logic()
     entity = app.answers.get("entity")
     run = app.folder()
     target = app.answers.get("target")

@@ -416,3 +416,31 @@ def test_columns_a_rule_returns_that_cannot_be_written_are_reported(tmp_path: Pa
     result = prep.run(client, run, prep.PrepareSettings("contact"))
     assert dict(result.not_written) == {"parentcustomerid": 3, "createdon": 3}
     assert any(line.startswith("Not written") and "parentcustomerid (3)" in line for line in prep.summary_lines(result))
+
+
+def test_an_error_in_the_merge_logic_names_the_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from planning import MergeLogicError
+
+    run, client = scenario(tmp_path)
+
+    def broken(target_row: dict, subordinate_row: dict, columns: list[str]) -> dict:
+        return {"x": subordinate_row["no_such_column"]}
+
+    monkeypatch.setattr(prep, "_create_merge_result", broken)
+    with pytest.raises(MergeLogicError, match=r"failed for subordinate .*KeyError: 'no_such_column'"):
+        prep.run(client, run, prep.PrepareSettings("contact"))
+    assert not run.prepare_dir.exists()        # nothing half-written
+
+
+def test_a_syntax_error_in_prepare_duplicates_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    import workflow
+    from errors import UsageError
+
+    def reload(module: object) -> object:
+        raise SyntaxError("invalid syntax", ("prepare_duplicates.py", 42, 1, "if x"))
+
+    monkeypatch.setattr(importlib, "reload", reload)
+    with pytest.raises(UsageError, match="syntax error at line 42"):
+        workflow.load_merge_logic()
