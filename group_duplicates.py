@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +22,8 @@ from runs import DuplicateGroups, Group
 
 log = logging.getLogger(__name__)
 
-JOB_DUPLICATE_CAP = 5000   # the service reports at most 5000 duplicates per job
+JOB_DUPLICATE_CAP = 5000
+Progress = Callable[[int, int], None]   # the service reports at most 5000 duplicates per job
 _LOOKUP_TYPE = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 
 
@@ -77,8 +78,8 @@ def retrieve_duplicates(client: DataverseClient, meta: EntityMetadata, record_id
         page += 1
 
 
-def collect_pairs(client: DataverseClient, meta: EntityMetadata, rows: list[dict], workers: int) -> tuple[
-        list[tuple[str, str]], bool]:
+def collect_pairs(client: DataverseClient, meta: EntityMetadata, rows: list[dict], workers: int,
+                  on_progress: Progress | None = None) -> tuple[list[tuple[str, str]], bool]:
     """Pairs from the job rows; base-only rows are completed with RetrieveDuplicates (in parallel)."""
     pairs = [(r["_baserecordid_value"], r["_duplicaterecordid_value"])
              for r in rows if r.get("_baserecordid_value") and r.get("_duplicaterecordid_value")]
@@ -86,9 +87,11 @@ def collect_pairs(client: DataverseClient, meta: EntityMetadata, rows: list[dict
                     if r.get("_baserecordid_value") and not r.get("_duplicaterecordid_value")})
     if bases:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for base, dups in zip(bases, pool.map(lambda b: retrieve_duplicates(client, meta, b), bases),
-                                  strict=True):
+            found = pool.map(lambda b: retrieve_duplicates(client, meta, b), bases)
+            for done, (base, dups) in enumerate(zip(bases, found, strict=True), start=1):
                 pairs += [(base, d) for d in dups]
+                if on_progress is not None:
+                    on_progress(done, len(bases))
     return pairs, bool(bases)
 
 
@@ -98,7 +101,9 @@ def download_records(client: DataverseClient, meta: EntityMetadata, ids: list[st
     return {str(r[meta.primary_id]).lower(): r for r in rows}
 
 
-def run(client: DataverseClient, run: RunFolder, settings: GroupSettings) -> GroupResult:
+def run(client: DataverseClient, run: RunFolder, settings: GroupSettings,
+        on_progress: Progress | None = None) -> GroupResult:
+    """`on_progress(done, total)` follows the RetrieveDuplicates calls of a base-only job (one per record)."""
     requests_before = client.stats.requests
     status = job_status(client, settings.job_id)
     if not status.done:
@@ -110,7 +115,7 @@ def run(client: DataverseClient, run: RunFolder, settings: GroupSettings) -> Gro
     meta = client.entity(settings.entity)
     rows = read_job_rows(client, status.job_id)
     check_job_entity(rows, settings.entity, status.job_id)
-    pairs, base_only = collect_pairs(client, meta, rows, settings.workers)
+    pairs, base_only = collect_pairs(client, meta, rows, settings.workers, on_progress)
     pairs = [(a.lower(), b.lower()) for a, b in pairs]
     members = group_pairs(pairs)
     # a job stops at the cap: as many records with duplicates as the cap means there may be more

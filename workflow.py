@@ -116,7 +116,8 @@ def group(app: App) -> int:
     run = app.folder(create=True)
     settings = group_step.GroupSettings(entity, app.answers.get("job_id"), app.answers.get("max_duplicates"))
     app.console.say("Reading the job's duplicates and downloading the records...")
-    result = group_step.run(app.client, run, settings)
+    result = group_step.run(app.client, run, settings, on_progress=lambda done, total: app.console.progress(
+        f"Asked Dataverse for the duplicates of {done}/{total} records", final=done == total))
     s = result.summary
     app.console.say(
         f"Pairs read: {s.get('pairs_read')}; groups: {s.get('groups')}; records: {s.get('records')}; "
