@@ -131,9 +131,7 @@ def _move_related(ctx: Context, req: MergeRequest) -> None:
     for table, attrs in by_table.items():
         if table == "listmember":
             continue
-        pk = SCHEMA[table].primary_id
-        rows = store.tables[table].values()  # the caller holds the lock (transaction)
-        hits = {r[pk] for attr in attrs for r in rows if r.get(attr) == sub}
+        hits = {i for attr in attrs for i in store.referencing_ids(table, attr, sub)}  # indexed, not scanned
         hits.discard(req.sub_id if table == req.entity else "")
         for row_id in sorted(hits):
             row = store.tables[table][row_id]
@@ -144,11 +142,9 @@ def _move_related(ctx: Context, req: MergeRequest) -> None:
 
 def _move_list_members(store: Store, req: MergeRequest) -> None:
     sub, master = req.sub_ref, req.master_ref
-    rows = store.rows("listmember")
-    master_lists = {r.get("listid") for r in rows if r.get("entityid") == master}
-    for row in rows:
-        if row.get("entityid") != sub:
-            continue
+    master_lists = {store.tables["listmember"][i].get("listid")
+                    for i in store.referencing_ids("listmember", "entityid", master)}
+    for row in [store.tables["listmember"][i] for i in store.referencing_ids("listmember", "entityid", sub)]:
         if row.get("listid") in master_lists:
             store.delete("listmember", row["listmemberid"])
             bump_member_count(store, row.get("listid"), -1)

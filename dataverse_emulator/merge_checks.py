@@ -107,7 +107,7 @@ def check_child_case_limit(store: Store, req: MergeRequest) -> None:
     if req.entity != "incident":
         return
     parents = (req.master_ref, req.sub_ref)
-    children = store.find("incident", lambda r: r.get("parentcaseid") in parents)
+    children = {i for p in parents for i in store.referencing_ids("incident", "parentcaseid", p)}
     if len(children) > MAX_CHILD_CASES:
         raise _fail("0x8003F454", "A Parent Case cannot have more than 100 child cases. "
                                   "Contact your administrator for more details")
@@ -118,7 +118,7 @@ def check_active_quote(store: Store, req: MergeRequest) -> None:
     if req.entity not in ("account", "contact"):
         return
     sub = req.sub_ref
-    if store.find("quote", lambda q: q.get("customerid") == sub and q.get("statecode") == 1):
+    if any(store.tables["quote"][i].get("statecode") == 1 for i in store.referencing_ids("quote", "customerid", sub)):
         raise _fail("0x80045302", "Merge cannot be performed on sub-entity that has active quote.")
 
 
@@ -157,7 +157,7 @@ def check_marketing_plugin(ctx: Context, req: MergeRequest) -> None:
     if not (ctx.options.faults.marketing_plugin or ctx.store.settings.get("marketing_plugin")):
         return
     sub = req.sub_ref
-    if ctx.store.find("listmember", lambda m: m.get("entityid") == sub):
+    if ctx.store.referencing_ids("listmember", "entityid", sub):
         raise _fail(
             "0x80040265",
             f"Disassociation cannot be performed between an entity of type list and an entity of type "

@@ -75,6 +75,7 @@ class Store:
         self._version = 1000
         self.table_versions: Counter[str] = Counter()  # bumped on every write to a table
         self.derived: dict[Any, Any] = {}              # caches computed from tables (never saved)
+        self._refs: dict[tuple[str, str], dict[Ref, set[str]]] = {}  # (table, lookup) -> Ref -> ids
 
     # -- reads -----------------------------------------------------------------------------------
     def get(self, entity: str, record_id: str) -> dict[str, Any] | None:
@@ -97,8 +98,37 @@ class Store:
 
     def referencing(self, entity: str, attr: str, target: str, target_id: str) -> list[dict[str, Any]]:
         """Rows of `entity` whose lookup `attr` points at `target(target_id)`."""
-        ref = Ref(target, target_id)
-        return self.find(entity, lambda r: r.get(attr) == ref)
+        with self.lock:
+            return [self.tables[entity][i] for i in self.referencing_ids(entity, attr, Ref(target, target_id))]
+
+    def referencing_ids(self, entity: str, attr: str, ref: Ref) -> list[str]:
+        """Ids of the rows of `entity` whose lookup `attr` is `ref`, from an index kept up to date by every
+        write (built on first use), so Merge does not scan whole tables."""
+        with self.lock:
+            index = self._refs.get((entity, attr))
+            if index is None:
+                index = self._refs[(entity, attr)] = {}
+                pk = self.schema[entity].primary_id
+                for row in self.tables[entity].values():
+                    value = row.get(attr)
+                    if isinstance(value, Ref):
+                        index.setdefault(value, set()).add(row[pk])
+            return sorted(index.get(ref, ()))
+
+    def _reindex(self, entity: str, rid: str, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
+        for (table, attr), index in self._refs.items():
+            if table != entity:
+                continue
+            old = before.get(attr) if before else None
+            new = after.get(attr) if after else None
+            if old == new:
+                continue
+            if isinstance(old, Ref) and old in index:
+                index[old].discard(rid)
+                if not index[old]:
+                    del index[old]
+            if isinstance(new, Ref):
+                index.setdefault(new, set()).add(rid)
 
     # -- writes ----------------------------------------------------------------------------------
     def insert(self, entity: str, values: dict[str, Any], record_id: str | None = None) -> str:
@@ -119,13 +149,16 @@ class Store:
             record["versionnumber"] = self._next_version()
             self._remember(entity, rid, None)
             self.tables[entity][rid] = record
+            self._reindex(entity, rid, None, record)
             return rid
 
     def update(self, entity: str, record_id: str, values: dict[str, Any], *, touch: bool = True) -> dict[str, Any]:
         with self.lock:
             rec = self.require(entity, record_id)
-            self._remember(entity, rec[self.schema[entity].primary_id], dict(rec))
+            rid, before = rec[self.schema[entity].primary_id], dict(rec)
+            self._remember(entity, rid, before)
             rec.update(values)
+            self._reindex(entity, rid, before, rec)
             if touch:
                 rec["modifiedon"] = values.get("modifiedon") or now_iso()
                 rec["versionnumber"] = self._next_version()
@@ -137,6 +170,7 @@ class Store:
             rid = rec[self.schema[entity].primary_id]
             self._remember(entity, rid, dict(rec))
             del self.tables[entity][rid]
+            self._reindex(entity, rid, rec, None)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -151,10 +185,12 @@ class Store:
             except BaseException:
                 for entity, rid, before in reversed(self._undo):
                     self.table_versions[entity] += 1
+                    current = self.tables[entity].get(rid)
                     if before is None:
                         self.tables[entity].pop(rid, None)
                     else:
                         self.tables[entity][rid] = before
+                    self._reindex(entity, rid, current, before)
                 raise
             finally:
                 self._undo = None
@@ -180,6 +216,7 @@ class Store:
     def load_json(self, data: dict[str, Any]) -> None:
         with self.lock:
             self.settings = dict(data.get("settings", {}))
+            self._refs.clear()
             self._version = int(data.get("next_version", self._version))
             for name, recs in data.get("tables", {}).items():
                 if name not in self.schema:
