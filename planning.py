@@ -118,7 +118,8 @@ class Planner:
             write, update, findings, new_after = self._merge(after, sub)
             sub_id = str(sub.row.get(pk))
             if self.preflight is not None:
-                findings += check_merge(self.entity, new_after.row, sub.row, self.preflight, absorbed=absorbed)
+                findings += check_merge(self.entity, new_after.row, sub.row, self.preflight, absorbed=absorbed,
+                                        target_before=after.row)
             merges.append(PlannedMerge(
                 group_id=group_id, order=order, target_id=str(target_raw.get(pk)), subordinate_id=sub_id,
                 update_content=update, changed_fields=tuple(logical_name(c) for c in write),

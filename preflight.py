@@ -57,7 +57,8 @@ class PreflightData:
 
 
 def check_merge(
-    entity: str, target_after: Row, subordinate: Row, ctx: PreflightData, *, absorbed: Collection[str] = ()
+    entity: str, target_after: Row, subordinate: Row, ctx: PreflightData, *, absorbed: Collection[str] = (),
+    target_before: Row | None = None,
 ) -> tuple[Finding, ...]:
     """Every finding for merging `subordinate` into the target (empty tuple: nothing predicts a refusal).
 
@@ -76,7 +77,9 @@ def check_merge(
     if entity == "incident":
         found += _cases(target_after, subordinate, target_id, merged, ctx)
     if entity in ("account", "contact"):
-        found += _parenting(entity, target_after, subordinate)
+        # "whether the parent information is different for the two entity records" (MergeRequest docs): the
+        # records as they stand when the Merge runs, before its UpdateContent is applied
+        found += _parenting(entity, target_after if target_before is None else target_before, subordinate)
         if ctx.active_quotes.get(sub_id, 0) > 0:
             found.append(Finding("active_quote", FAIL,
                                  "Merge cannot be performed on sub-entity that has active quote."))

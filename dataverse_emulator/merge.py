@@ -66,7 +66,7 @@ def merge(ctx: Context, params: dict[str, Any]) -> None:
         checks.check_privilege(ctx, req)
         changes = {} if req.entity == "incident" else parse_write_body(store, req.entity, req.update, for_update=True)
         checks.check_case_parents(req, master, sub)
-        checks.check_parenting(req, master, sub, changes)
+        checks.check_parenting(req, master, sub)
         checks.check_child_case_limit(store, req)
         checks.check_active_quote(store, req)
         checks.check_hierarchy_loop(store, req, master, changes)

@@ -86,15 +86,17 @@ def check_case_parents(req: MergeRequest, master: Record, sub: Record) -> None:
         raise _fail("0x8003F450", "Child cases having different parent case can not be merged.")
 
 
-def check_parenting(req: MergeRequest, master: Record, sub: Record, changes: dict[str, Any]) -> None:
+def check_parenting(req: MergeRequest, master: Record, sub: Record) -> None:
     """A2: with PerformParentingChecks, the subordinate would lose its parent or get a different one.
 
-    The master's parent is the one it has after UpdateContent (a parent sent in UpdateContent counts).
+    Compares the two records as they stand: the docs describe the flag as checking "if the parent
+    information is different for the two entity records", and validation runs before UpdateContent is
+    applied (merge-rules.md), so a parent sent in UpdateContent does not avoid the warning.
     """
     attr = SCHEMA[req.entity].parent_attr
     if not req.parenting_checks or req.entity not in ("account", "contact") or attr is None:
         return
-    master_parent = changes[attr] if attr in changes else master.get(attr)
+    master_parent = master.get(attr)
     sub_parent = sub.get(attr)
     if sub_parent is not None and master_parent is None:
         raise _fail("0x80045317", "Merge warning: sub-entity might lose parenting.")

@@ -187,7 +187,7 @@ def _emulator_outcome(setup, parenting: bool = True) -> tuple[tuple[Finding, ...
     entity, target, sub, update, ctx = setup(store, Ref)
     rows = {rid: _as_row(entity, store.get(entity, rid)) for rid in (target, sub)}
     after = {**rows[target], **update}
-    predicted = check_merge(entity, after, rows[sub], ctx)
+    predicted = check_merge(entity, after, rows[sub], ctx, target_before=rows[target])
     body = {"Target": {"@odata.type": f"Microsoft.Dynamics.CRM.{entity}", f"{entity}id": target},
             "Subordinate": {"@odata.type": f"Microsoft.Dynamics.CRM.{entity}", f"{entity}id": sub},
             "UpdateContent": {"@odata.type": f"Microsoft.Dynamics.CRM.{entity}",

@@ -266,7 +266,8 @@ def test_preflight_runs_on_the_target_as_the_merge_leaves_it() -> None:
                                   merge_fn=lambda t, s, c: {})
     assert [f.code for f in keep_parent[0][0].preflight] == ["parenting_differs", "active_quote"]
     takes_parent = prep.plan_group(T, [target, sub], CONTACT, resolve_set=entity_set, preflight=checks)
-    assert [f.code for f in takes_parent[0][0].preflight] == ["active_quote"]  # the default takes the parent
+    # taking the subordinate's parent does not avoid the check: it compares the records before the merge
+    assert [f.code for f in takes_parent[0][0].preflight] == ["parenting_differs", "active_quote"]
 
 
 def test_cases_warn_that_update_content_is_ignored() -> None:

@@ -261,12 +261,15 @@ def test_a2_differently_parented(store: Store) -> None:
     assert (err.code, err.message) == ("0x80045316", "Merge warning: sub-entity will be differently parented.")
 
 
-def test_a2_update_content_parent_counts_for_the_master(store: Store) -> None:
+def test_a2_compares_the_records_as_they_stand_not_after_update_content(store: Store) -> None:
+    """MergeRequest.PerformParentingChecks: "whether the parent information is different for the two entity
+    records"; validation runs before UpdateContent, so sending the subordinate's parent does not avoid it."""
     a1, a2 = add(store, "account"), add(store, "account")
     m = add(store, "contact", parentcustomerid=Ref("account", a1))
     s = add(store, "contact", parentcustomerid=Ref("account", a2))
-    merge(store, body("contact", m, s, {"parentcustomerid_account@odata.bind": f"/accounts({a2})"}, checks=True))
-    assert store.get("contact", m)["parentcustomerid"] == Ref("account", a2)
+    with pytest.raises(ServiceError, match="differently parented"):
+        merge(store, body("contact", m, s, {"parentcustomerid_account@odata.bind": f"/accounts({a2})"}, checks=True))
+    assert store.get("contact", m)["parentcustomerid"] == Ref("account", a1)
 
 
 def test_a2_not_checked_without_parenting_checks(store: Store) -> None:
