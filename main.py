@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 
 import workflow
 from answers import FlagAnswers, PromptAnswers
@@ -32,6 +32,7 @@ MENU = [
     ("8", "Show a run folder's status", workflow.status),
     ("0", "Exit", None),
 ]
+LOCAL_COMMANDS = frozenset({"status"})
 COMMANDS = {"detect": workflow.detect, "group": workflow.group, "prepare": workflow.prepare,
             "merge": workflow.merge, "status": workflow.status, "rules": workflow.show_rules,
             "wait": workflow.wait}
@@ -157,7 +158,10 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, stdout: 
     start_log(work_dir)
     handle = None
     try:
-        client, handle = connect(args, console, work_dir, interactive)
+        if args.command in LOCAL_COMMANDS:   # reads the run folder only: no sign-in needed
+            client: DataverseClient = cast(DataverseClient, workflow.NotConnected())
+        else:
+            client, handle = connect(args, console, work_dir, interactive)
         answers = PromptAnswers(console, work_dir) if interactive else flag_answers(args, work_dir)
         options = {"workers": args.workers, "check_modified": args.check_modified}
         app = workflow.App(client, console, answers, work_dir, options)

@@ -30,6 +30,13 @@ class Answers(Protocol):
     def clear(self) -> None: ...
 
 
+class NotConnected:
+    """Stands in for the client in commands that only read the run folder; any use is a bug we report."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise UsageError("This command works on the run folder only and is not signed in to Dataverse.")
+
+
 @dataclass
 class App:
     """What every step gets: the client, the console, where answers come from, the working folder."""

@@ -247,3 +247,8 @@ def test_a_table_without_a_published_rule_starts_no_job(work: Path, org: Emulato
     assert len(org.store.rows("asyncoperation")) == jobs_before
     code, out = drive(work, [], ["rules", "--entity", "contact"])
     assert code == 0 and "emailaddress1 vs emailaddress1: exact match" in out
+
+
+def test_status_reads_the_run_folder_without_signing_in(tmp_path: Path) -> None:
+    code, out = drive(tmp_path, [], ["status", "--folder", "nothing_yet"])     # no .env here at all
+    assert code == 0 and "start with step 2" in out and "Signing in" not in out
