@@ -17,9 +17,8 @@ from errors import RunStateError
 from journal import SubordinateHistory, read_journal, replay
 from preflight import severity_of, would_fail
 from run_folder import RunFolder
-from runs import MERGES_CSV_COLUMNS, Finding, PlannedMerge
+from runs import GUID, MERGES_CSV_COLUMNS, Finding, PlannedMerge
 
-_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _MADE_BY = "step 3 (Prepare duplicates)"
 _TYPE_PREFIX = "Microsoft.Dynamics.CRM."
 
@@ -171,7 +170,7 @@ def _parse_row(cells: dict[str, str], entity: str) -> PlannedMerge:
 
 def _guid(cells: dict[str, str], column: str) -> str:
     value = (cells.get(column) or "").strip().strip("{}").lower()
-    if not _GUID.match(value):
+    if not GUID.fullmatch(value):
         raise ValueError(f"{column} '{value[:40]}' is not a record id (a GUID)")
     return value
 

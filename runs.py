@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# A record id as run files hold it: a lower-case GUID without braces.
+GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 MERGES_CSV_COLUMNS = [
     "group_id", "order", "target_id", "subordinate_id", "preflight", "changed_fields", "update_content",
@@ -53,7 +54,7 @@ class DuplicateGroups:
 
 def _guid(value: Any) -> str:
     """A record id from a run file: a GUID, or the file is damaged (a path or anything else is refused)."""
-    if not isinstance(value, str) or not _GUID.fullmatch(value.strip().lower()):
+    if not isinstance(value, str) or not GUID.fullmatch(value.strip().lower()):
         raise ValueError(f"a record id that is not a GUID: {str(value)[:60]!r}")
     return value.strip().lower()
 

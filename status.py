@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
+from collections import Counter
 
 from errors import RunStateError
+from journal import read_journal, replay
 from run_folder import RunFolder
 
 
@@ -30,18 +31,13 @@ def describe(run: RunFolder) -> list[str]:
 
 
 def _journal_line(run: RunFolder) -> str:
-    if not run.journal_path.exists():
+    """Step 4's final outcomes, folded from the journal the way merge_actions_made.json is."""
+    try:
+        history = replay(read_journal(run.journal_path))
+    except RunStateError as exc:
+        return f"  step 4: {exc.message}"
+    if not history:
         return "  step 4: not run yet"
-    final: dict[str, str] = {}
-    with run.journal_path.open(encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("event") == "result":
-                final[entry.get("subordinate_id", "")] = entry.get("status", "")
-    counts: dict[str, int] = {}
-    for value in final.values():
-        counts[value] = counts.get(value, 0) + 1
-    return "  step 4: " + (", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "nothing finished yet")
+    counts = Counter("unknown" if h.pending else str((h.last_result or {}).get("status", "unknown"))
+                     for h in history.values())
+    return "  step 4: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
