@@ -21,7 +21,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,14 +128,18 @@ class AuditWriter:
 
     Building the CSV text and creating 100,000 small files is half of step 3's time, so from
     `parallel_from` files on, the batches go to one helper process that does both alongside the planning
-    (a thread would not help: it needs the same interpreter lock). Smaller runs, and machines where a
-    helper process cannot start, write in this process. A write error is raised here, at the latest on exit.
+    (a thread would not help: it needs the same interpreter lock). When the helper falls behind (`ahead`
+    batches waiting), this process writes the next batch itself instead of waiting for it, so both
+    processes keep busy whichever of planning and writing is the slower here (on some disks creating a
+    file costs more than planning its merge). Smaller runs, and machines where a helper process cannot
+    start, write in this process. A write error is raised here, at the latest on exit.
     """
 
     def __init__(self, folder: Path, first: Sequence[str] = (), *, parallel_from: int = 2000,
-                 batch_size: int = 256) -> None:
+                 batch_size: int = 256, ahead: int = 4) -> None:
         self.folder, self.first, self.written = folder, list(first), 0
-        self._parallel_from, self._batch_size = parallel_from, batch_size
+        self._parallel_from, self._batch_size, self._ahead = parallel_from, batch_size, ahead
+        self.written_here = 0  # files this process wrote itself (the rest went to the helper)
         self._batch: list[AuditRows] = []
         self._pool: ProcessPoolExecutor | None = None
         self._pending: deque[tuple[Future[int], list[AuditRows]]] = deque()
@@ -169,27 +173,27 @@ class AuditWriter:
         if self._pool is None and self.written >= self._parallel_from:
             self._pool = _helper_process()
             self._parallel_from = 1 << 62  # one try: without a helper process, write here
-        if self._pool is None:
-            write_audit_batch(str(self.folder), self.first, batch)
+        while self._pending and self._pending[0][0].done():
+            self._settle()  # collect finished batches (and their errors) as we go
+        if self._pool is None or len(self._pending) >= self._ahead:
+            self.written_here += write_audit_batch(str(self.folder), self.first, batch)
             return
         try:
             future = self._pool.submit(write_audit_batch, str(self.folder), self.first, batch)
         except BrokenProcessPool:  # the helper died before this batch was handed over: write it here
             self._drop_pool()
-            write_audit_batch(str(self.folder), self.first, batch)
+            self.written_here += write_audit_batch(str(self.folder), self.first, batch)
             return
         self._pending.append((future, batch))
-        while len(self._pending) > 8:  # bounded memory: wait for the oldest batch
-            self._settle()
 
     def _settle(self) -> None:
         """Wait for the oldest batch; if the helper process died, write that batch here (and stop using it)."""
         future, batch = self._pending.popleft()
         try:
             future.result()
-        except BrokenProcessPool:
+        except (BrokenProcessPool, CancelledError):  # cancelled: dropped along with a broken helper
             self._drop_pool()
-            write_audit_batch(str(self.folder), self.first, batch)
+            self.written_here += write_audit_batch(str(self.folder), self.first, batch)
 
     def _drop_pool(self) -> None:
         if self._pool is not None:

@@ -101,6 +101,18 @@ def test_writer_writes_one_file_per_subordinate(tmp_path: Path, parallel_from: i
     assert data == audit_csv_bytes(*audit_table(rows(ids[3]), FIRST))
 
 
+@pytest.mark.parametrize(("ahead", "here"), [(0, 7), (10**6, 0)])
+def test_writer_writes_here_while_the_helper_is_behind(tmp_path: Path, ahead: int, here: int) -> None:
+    """ahead=0: the helper is always 'behind', so this process writes every batch; a large ahead: none."""
+    ids = [f"00000000-0000-0000-0000-{i:012d}" for i in range(7)]
+    with AuditWriter(tmp_path, FIRST, parallel_from=1, batch_size=3, ahead=ahead) as writer:
+        for sub_id in ids:
+            writer.add(rows(sub_id))
+    assert writer.written_here == here
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{i}.csv" for i in ids]
+    assert (tmp_path / f"{ids[6]}.csv").read_bytes() == audit_csv_bytes(*audit_table(rows(ids[6]), FIRST))
+
+
 def test_writer_refuses_an_id_that_is_not_a_file_name(tmp_path: Path) -> None:
     with AuditWriter(tmp_path) as writer, pytest.raises(ValueError):
         writer.add(rows("../escape"))
