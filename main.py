@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO, cast
 
@@ -17,7 +18,7 @@ import workflow
 from answers import FlagAnswers, PromptAnswers
 from auth import StaticTokenProvider, find_env_files, load_config, make_token_provider
 from console import Console
-from dataverse import DataverseClient
+from dataverse import DEFAULT_SETTINGS, DataverseClient
 from errors import ConfigError, ResolverError, UsageError
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -56,7 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-skip", action="store_true", help="merge: also try merges predicted to fail")
     p.add_argument("--marketing-workaround", action="store_true", help="merge: move list memberships first")
     p.add_argument("--check-modified", action="store_true", help="merge: skip records changed since prepare")
-    p.add_argument("--workers", type=int, help="merge: cap on parallel merges")
+    p.add_argument("--workers", type=_positive, help="cap on parallel requests: merges (adaptive, up to 32) "
+                   "and bulk reads (8)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p.parse_args(argv)
 
@@ -80,17 +82,30 @@ def choose_env_file(args: argparse.Namespace, console: Console, work_dir: Path, 
     return console.ask("Which .env file?", pick, "1")
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, not {text!r}")
+    return value
+
+
 def connect(args: argparse.Namespace, console: Console, work_dir: Path, interactive: bool) -> tuple[
         DataverseClient, object | None]:
+    settings = replace(DEFAULT_SETTINGS, read_workers=min(args.workers, DEFAULT_SETTINGS.read_workers)) \
+        if args.workers else DEFAULT_SETTINGS
     if args.demo:
         import demo
 
         handle = demo.start(work_dir, reset=args.reset)
         console.say(*demo.BANNER)
-        return DataverseClient(handle.url, StaticTokenProvider(demo.DEMO_TOKEN)), handle
+        return DataverseClient(handle.url, StaticTokenProvider(demo.DEMO_TOKEN), settings), handle
     config = load_config(choose_env_file(args, console, work_dir, interactive))
     console.say(f"Signing in to {config.environment_uri} ({config.auth_mode})...")
-    return DataverseClient(config.environment_uri, make_token_provider(config, on_message=console.say)), None
+    return DataverseClient(config.environment_uri, make_token_provider(config, on_message=console.say),
+                           settings), None
 
 
 def run_menu(app: workflow.App) -> int:

@@ -1,10 +1,13 @@
 """Benchmark: how group's download scales. Requests per record and records/s at 1k and 10k records.
 
-    python bench/download.py [--sizes 1000,10000] [--json PATH]
+    python bench/download.py [--sizes 1000,10000] [--latency-ms 100] [--json PATH]
 
 For each size: an emulator with a synthetic org, a finished detection job (pairs mode, so the figures
 are the download itself), then step 2 (group) against it over HTTP. Reports the requests step 2 made to
-download the records (the target: at most 1 request per 50 records), all its requests, and records/s.
+download the records (the target: at most 1 request per 50 records), all its requests, and records/s:
+with the default parallel reads (`read_workers`, 8 chunks at once) and, as the baseline, one chunk at a
+time. `--latency-ms` is added to every request by the emulator (a real service takes 0.1-1 s to answer a
+bulk read; with no latency the emulator, in this process, is the bottleneck).
 A second row per size uses base-only job rows, where each base record costs one RetrieveDuplicates call.
 """
 
@@ -20,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from auth import StaticTokenProvider  # noqa: E402
-from dataverse import DataverseClient  # noqa: E402
+from dataverse import ClientSettings, DataverseClient  # noqa: E402
 from dataverse_emulator import start_emulator  # noqa: E402
 from group_duplicates import GroupSettings, download_records  # noqa: E402
 from group_duplicates import run as group_run  # noqa: E402
@@ -36,10 +39,10 @@ def start_job(client: DataverseClient) -> str:
     return job
 
 
-def measure(records: int, mode: str) -> dict:
+def measure(records: int, mode: str, latency_ms: float) -> dict:
     # synthetic:N puts ~20% of contacts in groups: size the org so the job yields about `records`
     handle = start_emulator(f"synthetic:{records * 5}", seed=3, job_seconds=0.2, duplicate_records=mode,
-                            max_job_duplicates=10**9)
+                            max_job_duplicates=10**9, latency_ms=latency_ms)
     try:
         client = DataverseClient(handle.url, StaticTokenProvider("bench"))
         job = start_job(client)
@@ -55,9 +58,14 @@ def measure(records: int, mode: str) -> dict:
             download_records(client, meta, ids)
             download_s = time.perf_counter() - t0
             download_requests = client.stats.requests - before
+            one_at_a_time = DataverseClient(handle.url, StaticTokenProvider("bench"), ClientSettings(read_workers=1))
+            t0 = time.perf_counter()
+            download_records(one_at_a_time, meta, ids)
+            sequential_s = time.perf_counter() - t0
         return {"mode": mode, "records": len(ids), "download_requests": download_requests,
                 "records_per_download_request": round(len(ids) / max(1, download_requests), 1),
                 "download_records_per_s": round(len(ids) / download_s),
+                "sequential_records_per_s": round(len(ids) / sequential_s),
                 "group_step_requests": result.requests, "group_step_s": round(elapsed, 2),
                 "group_step_records_per_s": round(len(ids) / elapsed)}
     finally:
@@ -67,9 +75,10 @@ def measure(records: int, mode: str) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="1000,10000")
+    p.add_argument("--latency-ms", type=float, default=100.0, help="added to every request (default 100)")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
-    rows = [measure(int(n), mode) for n in args.sizes.split(",") for mode in ("pairs", "base")]
+    rows = [measure(int(n), mode, args.latency_ms) for n in args.sizes.split(",") for mode in ("pairs", "base")]
     cols = list(rows[0])
     print("  ".join(f"{c:>14}" for c in cols))
     for r in rows:

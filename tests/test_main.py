@@ -126,7 +126,7 @@ def test_command_line_drives_the_whole_flow(work: Path, org: EmulatorHandle) -> 
     assert code == 0, out
     job = re.search(r"detection job ([0-9a-f-]{36})", out).group(1)
     base = ["--entity", "contact", "--folder", "cli_run"]
-    assert drive(work, [], ["group", *base, "--job-id", job])[0] == 0
+    assert drive(work, [], ["group", *base, "--job-id", job, "--workers", "2"])[0] == 0  # reads 2 at a time
     assert drive(work, [], ["prepare", *base, "--target", "newest_record"])[0] == 0
     code, out = drive(work, [], ["merge", *base, "--no-parenting-check"])
     assert code == 2 and "--yes" in out            # merging needs --yes
@@ -140,6 +140,13 @@ def test_command_line_drives_the_whole_flow(work: Path, org: EmulatorHandle) -> 
     assert drive(work, [], ["status", "--folder", "typo_run"])[0] == 0
     assert not (work / "typo_run").exists()            # a mistyped folder is not created
     assert_no_secret_in(work)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_workers_must_be_a_positive_number(work: Path, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        drive(work, [], ["--workers", value, "status", "--folder", "x"])
+    assert info.value.code == 2 and "1 or more" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv", [["group", "--entity", "contact"], ["merge", "--folder", "x"],
