@@ -106,10 +106,11 @@ class RunFolder:
         atomic_write_text(path, text, durable=durable)
 
     def read_json(self, path: Path, made_by: str) -> Any:
-        if not path.exists():
-            raise RunStateError(f"{self.display(path)} does not exist.", f"Run {made_by} first.", str(path))
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            with open(path, "rb") as file:  # bytes: json decodes UTF-8 itself (step 3 reads 100,000s of these)
+                return json.loads(file.read())
+        except FileNotFoundError:
+            raise RunStateError(f"{self.display(path)} does not exist.", f"Run {made_by} first.", str(path)) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise RunStateError(f"{self.display(path)} is not valid JSON ({_short(exc)}).",
                                 f"Rerun {made_by} to write it again.", str(path)) from exc
@@ -122,7 +123,7 @@ class RunFolder:
 
     def read_record(self, record_id: str) -> dict[str, Any]:
         data = self.read_json(self.record_path(record_id), "step 2 (Group duplicates)")
-        if not isinstance(data, dict) or record_id not in {str(v).lower() for v in data.values() if isinstance(v, str)}:
+        if not isinstance(data, dict) or not any(type(v) is str and v.lower() == record_id for v in data.values()):
             raise RunStateError(f"{self.display(self.record_path(record_id))} does not hold record {record_id}.",
                                 "Rerun step 2 (Group duplicates).", str(self.record_path(record_id)))
         return data

@@ -19,6 +19,7 @@ import argparse
 import json
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -123,13 +124,14 @@ def _groups(subordinates: int, rng: random.Random, accounts: list[str]) -> Itera
         done += size - 1
 
 
-def bench_prepare(subordinates: int, seed: int = 2) -> dict[str, Any]:
-    """Subordinates/s through plan_group + audit files written to a temp folder; also without the disk."""
+def bench_prepare(subordinates: int, seed: int = 2, under: str | None = None) -> dict[str, Any]:
+    """Subordinates/s through plan_group + audit files written to a temp folder (in `under`, default the
+    system's temp folder); also without the disk."""
     rng = random.Random(seed)
     meta, checks, strategy = contact_meta(), PreflightData(), get_strategy("oldest_record")
     accounts = _ids(50, rng)
     first = [meta.primary_id, meta.primary_name]
-    out = Path(tempfile.mkdtemp(prefix="bench_prepare_"))
+    out = Path(tempfile.mkdtemp(prefix="bench_prepare_", dir=under))
     timed, done = 0.0, 0
     try:
         with AuditWriter(out / "audit_records", first) as writer:
@@ -157,6 +159,58 @@ def bench_prepare(subordinates: int, seed: int = 2) -> dict[str, Any]:
             "no_disk_subordinates_per_s": round(sample / cpu), "disk_file_creates_per_s": files_per_s}
 
 
+def bench_prepare_step(subordinates: int, seed: int = 4) -> dict[str, Any]:
+    """The whole of step 3 (`prepare_duplicates.run`) on a run folder of synthetic contacts, against an
+    emulator for its metadata and pre-flight reads: read every record file, gather, plan, write the audit
+    files and merges.csv. Run in a child process, so its peak memory (ru_maxrss) is the step's own."""
+    out = subprocess.run([sys.executable, __file__, "--step-child", str(subordinates), str(seed)],
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"the prepare step run failed: {out.stderr.strip().splitlines()[-1:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _step_child(subordinates: int, seed: int) -> dict[str, Any]:
+    import resource
+
+    from auth import StaticTokenProvider
+    from dataverse import DataverseClient
+    from dataverse_emulator import start_emulator
+    from prepare_duplicates import PrepareSettings
+    from prepare_duplicates import run as prepare_run
+    from run_folder import RunFolder
+    from runs import DuplicateGroups, Group
+
+    rng = random.Random(seed)
+    accounts = _ids(50, rng)
+    base = Path(tempfile.mkdtemp(prefix="bench_step_"))
+    handle = start_emulator("empty")
+    try:
+        run = RunFolder(base / "run")
+        run.record_data_dir.mkdir(parents=True)
+        groups, records = [], 0
+        for group in _groups(subordinates, rng, accounts):  # plain writes: setting up is not measured
+            for record in group:
+                (run.record_data_dir / f"{record['contactid']}.json").write_text(json.dumps(record), "utf-8")
+            ids = tuple(r["contactid"] for r in group)
+            groups.append(Group(min(ids), ids))
+            records += len(ids)
+        run.write_duplicate_groups(DuplicateGroups(job_id="bench", entity="contact", pairs_read=records,
+                                                   groups=groups))
+        client = DataverseClient(handle.url, StaticTokenProvider("bench"))
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start = time.perf_counter()
+        result = prepare_run(client, run, PrepareSettings("contact"))
+        seconds = time.perf_counter() - start
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return {"subordinates": result.merges, "records": records, "seconds": round(seconds, 2),
+                "subordinates_per_s": round(result.merges / seconds), "requests": client.stats.requests,
+                "peak_rss_mb": round(peak_kb / 1024), "rss_before_mb": round(rss_before / 1024)}
+    finally:
+        handle.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def _file_create_rate(folder: Path, count: int = 2000) -> int:
     """How fast this disk creates small files right now (the audit files' floor), for reading the figures."""
     folder.mkdir()
@@ -171,10 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument("--step-child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.step_child:
+        print(json.dumps(_step_child(*args.step_child)))
+        return 0
     sizes = [10_000, 50_000] if args.quick else [10_000, 100_000, 1_000_000]
     grouping = [bench_grouping(n, with_networkx=True) for n in sizes]
     prepare = bench_prepare(3_000 if args.quick else 100_000)
+    ram = Path("/dev/shm")
+    in_ram = bench_prepare(3_000 if args.quick else 100_000, under=str(ram)) if ram.is_dir() else None
+    step = bench_prepare_step(2_000 if args.quick else 20_000)
     print(f"{'pairs':>10} {'seconds':>8} {'pairs/s':>10} {'groups':>8} {'peak MB':>8} {'networkx s':>10}")
     for r in grouping:
         nx_s = r.get("networkx_seconds")
@@ -184,8 +245,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{prepare['subordinates_per_s']:,} subordinates/s (plan + audit rows + CSV files); "
           f"{prepare['no_disk_subordinates_per_s']:,}/s without writing; "
           f"this disk creates {prepare['disk_file_creates_per_s']:,} small files/s")
+    if in_ram:
+        print(f"prepare, audit files on a RAM disk ({ram}): {in_ram['subordinates_per_s']:,} subordinates/s "
+              f"(it creates {in_ram['disk_file_creates_per_s']:,} small files/s)")
+    print(f"prepare step end to end (prepare_duplicates.run: {step['records']:,} record files read, pre-flight "
+          f"reads from the emulator, audit files, merges.csv): {step['subordinates']:,} subordinates in "
+          f"{step['seconds']:.2f} s = {step['subordinates_per_s']:,}/s, {step['requests']} requests, "
+          f"peak memory {step['peak_rss_mb']} MB")
     if args.json:
-        args.json.write_text(json.dumps({"grouping": grouping, "prepare": prepare}, indent=2) + "\n", encoding="utf-8")
+        figures = {"grouping": grouping, "prepare": prepare, "prepare_ram_disk": in_ram, "prepare_step": step}
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return 0
 
 
