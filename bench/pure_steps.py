@@ -171,8 +171,6 @@ def bench_prepare_step(subordinates: int, seed: int = 4) -> dict[str, Any]:
 
 
 def _step_child(subordinates: int, seed: int) -> dict[str, Any]:
-    import resource
-
     from auth import StaticTokenProvider
     from dataverse import DataverseClient
     from dataverse_emulator import start_emulator
@@ -198,17 +196,31 @@ def _step_child(subordinates: int, seed: int) -> dict[str, Any]:
         run.write_duplicate_groups(DuplicateGroups(job_id="bench", entity="contact", pairs_read=records,
                                                    groups=groups))
         client = DataverseClient(handle.url, StaticTokenProvider("bench"))
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss_before = _peak_kb()
         start = time.perf_counter()
         result = prepare_run(client, run, PrepareSettings("contact"))
         seconds = time.perf_counter() - start
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return {"subordinates": result.merges, "records": records, "seconds": round(seconds, 2),
                 "subordinates_per_s": round(result.merges / seconds), "requests": client.stats.requests,
-                "peak_rss_mb": round(peak_kb / 1024), "rss_before_mb": round(rss_before / 1024)}
+                "peak_rss_mb": round(_peak_kb() / 1024), "rss_before_mb": round(rss_before / 1024)}
     finally:
         handle.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _peak_kb() -> int:
+    """This process's peak resident memory in KB: VmHWM on Linux (ru_maxrss there keeps the parent's peak
+    across fork and exec), else ru_maxrss (KB on Linux, bytes on macOS)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak
 
 
 def _file_create_rate(folder: Path, count: int = 2000) -> int:
