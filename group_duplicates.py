@@ -95,10 +95,17 @@ def collect_pairs(client: DataverseClient, meta: EntityMetadata, rows: list[dict
     return pairs, bool(bases)
 
 
-def download_records(client: DataverseClient, meta: EntityMetadata, ids: list[str]) -> dict[str, dict]:
-    """Every record of every group, every readable column, with annotations, in a few bulk requests."""
-    rows = client.get_many(meta.entity_set_name, meta.primary_id, ids, meta.readable(), annotations=True)
-    return {str(r[meta.primary_id]).lower(): r for r in rows}
+def download_records(client: DataverseClient, meta: EntityMetadata, ids: list[str],
+                     keep: Callable[[str, dict], None]) -> set[str]:
+    """Every record of every group, every readable column, with annotations, in a few bulk requests;
+    each is handed to `keep(id, record)` as it arrives (not held: 100,000s of records are gigabytes).
+    The ids found."""
+    found: set[str] = set()
+    for row in client.get_many(meta.entity_set_name, meta.primary_id, ids, meta.readable(), annotations=True):
+        record_id = str(row[meta.primary_id]).lower()
+        keep(record_id, row)
+        found.add(record_id)
+    return found
 
 
 def run(client: DataverseClient, run: RunFolder, settings: GroupSettings,
@@ -122,13 +129,13 @@ def run(client: DataverseClient, run: RunFolder, settings: GroupSettings,
     capped = len({r["_baserecordid_value"] for r in rows if r.get("_baserecordid_value")}) >= settings.job_cap
     members = cap_groups(members, settings.max_duplicates)
     ids = [i for g in members for i in g]
-    records = download_records(client, meta, ids)
-    missing = [i for i in ids if i not in records]
+    found = download_records(client, meta, ids, run.write_record)
+    missing = [i for i in ids if i not in found]
     if missing:
         log.warning("%d records of the job no longer exist; their groups shrink", len(missing))
-    groups = _groups_of_existing(members, records)
-    for rid in (i for g in groups for i in g.record_ids):
-        run.write_record(rid, records[rid])
+    groups = _groups_of_existing(members, found)
+    for alone in found.difference(i for g in groups for i in g.record_ids):  # its duplicates are gone
+        run.record_path(alone).unlink(missing_ok=True)
     result = DuplicateGroups(status.job_id, settings.entity, groups, len(pairs), capped,
                              datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     run.write_duplicate_groups(result)
@@ -138,7 +145,7 @@ def run(client: DataverseClient, run: RunFolder, settings: GroupSettings,
                        client.stats.requests - requests_before, written)
 
 
-def _groups_of_existing(members: list[list[str]], records: dict[str, dict]) -> list[Group]:
+def _groups_of_existing(members: list[list[str]], records: set[str]) -> list[Group]:
     groups = []
     for g in members:
         alive = [i for i in g if i in records]

@@ -50,8 +50,9 @@ def _create_merge_result(target_row: dict, subordinate_row: dict, columns: list[
     """Return the columns to write on the target for this one merge: {column: new value}.
 
     target_row is the target as it will be when this merge runs (earlier merges of the group applied);
-    subordinate_row is the record being merged into it. Both are plain dicts: column -> value, None when
-    empty. columns: the columns this merge may write (on either record, updatable, not ignored), A-Z.
+    subordinate_row is the record being merged into it. Both are dicts: column -> value; an empty column
+    reads as None (row[col] and row.get(col) alike). columns: the columns this merge may write (with a
+    value on either record, updatable, not ignored), A-Z.
     Lookups appear as `_parentcustomerid_value` (the id); return `{"_parentcustomerid_value": id}` to set
     one. Return only what should change: unchanged values, fields_to_ignore and columns Dataverse cannot
     update are dropped anyway. None clears a column (a lookup cannot be cleared by a merge); a pandas NaN
@@ -230,11 +231,13 @@ def _read_groups(run: RunFolder, entity: str) -> DuplicateGroups:
 
 
 def _read_records(run: RunFolder, groups: DuplicateGroups) -> dict[str, dict[str, Any]]:
+    """Every record of every group, only its columns with a value: a real record is mostly empty columns,
+    and 100,000s of them are held at once."""
     records: dict[str, dict[str, Any]] = {}
     for group in groups.groups:
         for record_id in group.record_ids:
             try:
-                records[record_id] = run.read_record(record_id)
+                records[record_id] = {k: v for k, v in run.read_record(record_id).items() if v is not None}
             except RunStateError as exc:
                 path = run.record_path(record_id)
                 if path.exists():

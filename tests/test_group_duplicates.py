@@ -83,3 +83,24 @@ def test_jobs_that_cannot_be_grouped_are_refused(make_emulator: Callable[..., Em
     with pytest.raises(UsageError, match="found duplicates of account, not contact") as info:
         run(fast_client, RunFolder(tmp_path / "r"), GroupSettings("contact", accounts_job))
     assert info.value.answer == "job_id"
+
+
+def test_records_deleted_since_the_job_shrink_their_groups(make_emulator: Callable[..., EmulatorHandle],
+                                                           tmp_path: Path) -> None:
+    handle = make_emulator("demo", seed=5, job_seconds=0.1, duplicate_records="pairs")
+    client = DataverseClient(handle.url, StaticTokenProvider("t"))
+    job = finished_job(client)
+    before = RunFolder(tmp_path / "before")
+    run(client, before, GroupSettings("contact", job))
+    groups = before.read_duplicate_groups().groups
+    pair = next(g for g in groups if len(g.record_ids) == 2)
+    trio = next(g for g in groups if len(g.record_ids) == 3)
+    for gone in (pair.record_ids[0], trio.record_ids[0]):
+        client.delete(f"contacts({gone})")
+    after = RunFolder(tmp_path / "after")
+    run(client, after, GroupSettings("contact", job))
+    now = {g.record_ids for g in after.read_duplicate_groups().groups}
+    assert pair.record_ids not in now and trio.record_ids[1:] in now
+    assert len(now) == len(groups) - 1
+    files = {p.stem for p in after.record_data_dir.iterdir()}
+    assert files == {i for ids in now for i in ids}       # no file for the pair's survivor

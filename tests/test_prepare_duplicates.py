@@ -445,3 +445,39 @@ def test_a_syntax_error_in_prepare_duplicates_is_one_line(monkeypatch: pytest.Mo
     monkeypatch.setattr(importlib, "reload", reload)
     with pytest.raises(UsageError, match="syntax error at line 42"):
         workflow.load_merge_logic()
+
+
+def test_empty_columns_read_as_none_and_do_not_change_the_plan(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Record files list every column, most of them null; step 3 keeps only the filled ones. The merge
+    logic still reads an empty column as None (row[col] too), and a name that is no column raises."""
+    seen: list[tuple[Any, Any, bool]] = []
+    default = prep._create_merge_result
+
+    def logic(target_row: dict, subordinate_row: dict, columns: list[str]) -> dict:
+        seen.append((target_row["emailaddress2"], subordinate_row.get("telephone3"), "emailaddress2" in columns))
+        return default(target_row, subordinate_row, columns)
+
+    monkeypatch.setattr(prep, "_create_merge_result", logic)
+    nulls = {"emailaddress2": None, "telephone3": None, "jobtitle": None, "address2_city": None}
+    outputs = []
+    for name, extra in (("sparse", {}), ("with_nulls", nulls)):
+        run = make_run(tmp_path / name, [[contact(T, emailaddress1="a@x.com", **extra),
+                                          contact(S1, "2021-01-01T00:00:00Z", emailaddress1="b@x.com", **extra)]])
+        prep.run(FakeClient({}), run, prep.PrepareSettings("contact"))
+        rows = run.read_csv(run.merges_csv, MERGES_CSV_COLUMNS, "step 3")
+        outputs.append(([dict(r) for r in rows],
+                        (run.audit_dir / f"{S1}.csv").read_bytes()))
+    assert outputs[0] == outputs[1]
+    assert seen == [(None, None, False), (None, None, False)]
+    assert '"emailaddress2":"b@x.com"' in outputs[0][0][0]["update_content"]
+
+    def typo(target_row: dict, subordinate_row: dict, columns: list[str]) -> dict:
+        return {"emailaddress2": subordinate_row["emailadress1"]}
+
+    monkeypatch.setattr(prep, "_create_merge_result", typo)
+    run = make_run(tmp_path / "typo", [[contact(T), contact(S1, "2021-01-01T00:00:00Z")]])
+    from planning import MergeLogicError
+
+    with pytest.raises(MergeLogicError, match="KeyError: 'emailadress1'"):
+        prep.run(FakeClient({}), run, prep.PrepareSettings("contact"))
