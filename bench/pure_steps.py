@@ -187,9 +187,11 @@ def _step_child(subordinates: int, seed: int) -> dict[str, Any]:
         run = RunFolder(base / "run")
         run.record_data_dir.mkdir(parents=True)
         groups, records = [], 0
+        empty = {(f"_{a.name}_value" if a.targets else a.name): None for a in SCHEMA["contact"].attrs.values()}
         for group in _groups(subordinates, rng, accounts):  # plain writes: setting up is not measured
-            for record in group:
-                (run.record_data_dir / f"{record['contactid']}.json").write_text(json.dumps(record), "utf-8")
+            for record in group:  # as step 2 writes them: every column, null when empty
+                (run.record_data_dir / f"{record['contactid']}.json").write_text(json.dumps({**empty, **record}),
+                                                                                 "utf-8")
             ids = tuple(r["contactid"] for r in group)
             groups.append(Group(min(ids), ids))
             records += len(ids)
