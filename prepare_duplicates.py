@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audit import AuditRows, AuditWriter, merges_row
+from audit import AuditRows, merges_row
 from dataverse import DataverseClient, EntityMetadata
 from errors import DataverseError, RunStateError, about
 from planning import MergeFn, Planner, SetResolver, is_lookup_column, logical_name, writable_columns  # noqa: F401
 from preflight import Fetch, PreflightData, gather, summarise
+from prepare_workers import plan_groups
 from run_folder import RunFolder
 from runs import MERGES_CSV_COLUMNS, DuplicateGroups, PlannedMerge
 from targets import Strategy, get_strategy, parse_when, register_strategy  # noqa: F401  (for your own)
@@ -183,14 +184,9 @@ def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings) -> P
     checks = gather(meta.logical_name, meta.entity_set_name, meta.primary_id, records, _fetcher(client))
     planner = Planner(meta, _create_merge_result, fields_to_ignore, _set_resolver(client), checks)
     first = [meta.primary_id, meta.primary_name]
-    merges: list[PlannedMerge] = []
     with run.replace_dir(run.prepare_dir) as tmp:
-        with AuditWriter(tmp / run.audit_dir.relative_to(run.prepare_dir), first) as audit:
-            for group in groups.groups:
-                planned, audits = planner.plan(group.group_id, [records[i] for i in group.record_ids], strategy)
-                for rows in audits:
-                    audit.add(rows)
-                merges += planned
+        merges = plan_groups(planner, groups.groups, records, strategy,
+                             tmp / run.audit_dir.relative_to(run.prepare_dir), first)
         run.write_csv(tmp / run.merges_csv.relative_to(run.prepare_dir), MERGES_CSV_COLUMNS,
                       [merges_row(m) for m in merges])
     changed = Counter(f for m in merges for f in m.changed_fields)

@@ -6,7 +6,7 @@ Grouping: random duplicate pairs over a pool of twice as many ids (mostly pairs 
 real detection output), timed through `grouping.group_pairs`; peak memory from tracemalloc in a second,
 separate run (tracemalloc slows Python down). networkx's connected_components on the same pairs is the
 reference when networkx is installed (it is not a project dependency).
-Prepare: synthetic contact-like records in groups of 2-4, through `prepare_duplicates.plan_group`, the
+Prepare: synthetic contact-like records in groups of 2-4, through one `planning.Planner` (as step 3 runs them), the
 audit rows and the CSV files written to a temp folder (group generation is not timed). Also reported:
 the rate without writing files, and how fast the disk creates small files right now (the audit files'
 floor: on a shared VM this swings between 1,000 and 30,000 files/s).
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -31,12 +32,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from audit import AuditWriter, audit_csv_bytes, audit_table  # noqa: E402
+from audit import audit_csv_bytes, audit_table  # noqa: E402
 from dataverse import AttributeMetadata, EntityMetadata  # noqa: E402
 from dataverse_emulator.schema import SCHEMA  # noqa: E402
 from grouping import group_pairs  # noqa: E402
+from planning import Planner  # noqa: E402
 from preflight import PreflightData  # noqa: E402
-from prepare_duplicates import plan_group  # noqa: E402
+from prepare_duplicates import _create_merge_result, fields_to_ignore  # noqa: E402
+from prepare_workers import _can_fork, plan_groups  # noqa: E402
+from runs import Group  # noqa: E402
 from targets import get_strategy  # noqa: E402
 
 _L = "@Microsoft.Dynamics.CRM.lookuplogicalname"
@@ -125,38 +129,37 @@ def _groups(subordinates: int, rng: random.Random, accounts: list[str]) -> Itera
 
 
 def bench_prepare(subordinates: int, seed: int = 2, under: str | None = None) -> dict[str, Any]:
-    """Subordinates/s through plan_group + audit files written to a temp folder (in `under`, default the
-    system's temp folder); also without the disk."""
+    """Subordinates/s through step 3's planning loop (`prepare_workers.plan_groups`: forked workers on
+    Linux) with the audit files written to a temp folder (in `under`, default the system's temp folder);
+    also one process without the disk. Making the records is not timed."""
     rng = random.Random(seed)
     meta, checks, strategy = contact_meta(), PreflightData(), get_strategy("oldest_record")
     accounts = _ids(50, rng)
     first = [meta.primary_id, meta.primary_name]
+    planner = Planner(meta, _create_merge_result, fields_to_ignore, _entity_set, checks)
+    records: dict[str, dict[str, Any]] = {}
+    groups = []
+    for group in _groups(subordinates, rng, accounts):
+        records.update((r["contactid"], r) for r in group)
+        ids = tuple(r["contactid"] for r in group)
+        groups.append(Group(min(ids), ids))
     out = Path(tempfile.mkdtemp(prefix="bench_prepare_", dir=under))
-    timed, done = 0.0, 0
     try:
-        with AuditWriter(out / "audit_records", first) as writer:
-            for group in _groups(subordinates, rng, accounts):  # making the records is not timed
-                start = time.perf_counter()
-                _, audits = plan_group(min(r["contactid"] for r in group), group, meta, strategy,
-                                       resolve_set=_entity_set, preflight=checks)
-                for rows in audits:
-                    writer.add(rows)
-                timed += time.perf_counter() - start
-                done += len(audits)
-            start = time.perf_counter()
-        timed += time.perf_counter() - start  # waiting for the last files
+        start = time.perf_counter()
+        done = len(plan_groups(planner, groups, records, strategy, out / "audit_records", first))
+        timed = time.perf_counter() - start
         files_per_s = _file_create_rate(out / "probe")
     finally:
         shutil.rmtree(out, ignore_errors=True)
     sample, cpu = max(1000, subordinates // 10), 0.0
     for group in _groups(sample, rng, accounts):
         start = time.perf_counter()
-        for rows in plan_group(group[0]["contactid"], group, meta, strategy, resolve_set=_entity_set,
-                               preflight=checks)[1]:
+        for rows in planner.plan(group[0]["contactid"], group, strategy)[1]:
             audit_csv_bytes(*audit_table(rows, first))
         cpu += time.perf_counter() - start
     return {"subordinates": done, "seconds": round(timed, 3), "subordinates_per_s": round(done / timed),
-            "no_disk_subordinates_per_s": round(sample / cpu), "disk_file_creates_per_s": files_per_s}
+            "no_disk_subordinates_per_s": round(sample / cpu), "disk_file_creates_per_s": files_per_s,
+            "workers": os.cpu_count() if _can_fork() and done >= 5000 else 1}
 
 
 def bench_prepare_step(subordinates: int, seed: int = 4) -> dict[str, Any]:
