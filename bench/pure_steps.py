@@ -164,7 +164,7 @@ def bench_prepare(subordinates: int, seed: int = 2, under: str | None = None) ->
 
 def bench_prepare_step(subordinates: int, seed: int = 4) -> dict[str, Any]:
     """The whole of step 3 (`prepare_duplicates.run`) on a run folder of synthetic contacts, against an
-    emulator for its metadata and pre-flight reads: read every record file, gather, plan, write the audit
+    emulator process for its metadata and pre-flight reads: read every record file, gather, plan, write the audit
     files and merges.csv. Run in a child process, so its peak memory (ru_maxrss) is the step's own."""
     out = subprocess.run([sys.executable, __file__, "--step-child", str(subordinates), str(seed)],
                          capture_output=True, text=True, check=False)
@@ -176,7 +176,6 @@ def bench_prepare_step(subordinates: int, seed: int = 4) -> dict[str, Any]:
 def _step_child(subordinates: int, seed: int) -> dict[str, Any]:
     from auth import StaticTokenProvider
     from dataverse import DataverseClient
-    from dataverse_emulator import start_emulator
     from prepare_duplicates import PrepareSettings
     from prepare_duplicates import run as prepare_run
     from run_folder import RunFolder
@@ -185,8 +184,11 @@ def _step_child(subordinates: int, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     accounts = _ids(50, rng)
     base = Path(tempfile.mkdtemp(prefix="bench_step_"))
-    handle = start_emulator("empty")
+    # the emulator in its own process, as Dataverse is: this one stays single-threaded, like the tool
+    server = subprocess.Popen([sys.executable, "-m", "dataverse_emulator", "--dataset", "empty"],
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
     try:
+        url = (server.stdout.readline() if server.stdout else "").split()[-1]
         run = RunFolder(base / "run")
         run.record_data_dir.mkdir(parents=True)
         groups, records = [], 0
@@ -200,7 +202,7 @@ def _step_child(subordinates: int, seed: int) -> dict[str, Any]:
             records += len(ids)
         run.write_duplicate_groups(DuplicateGroups(job_id="bench", entity="contact", pairs_read=records,
                                                    groups=groups))
-        client = DataverseClient(handle.url, StaticTokenProvider("bench"))
+        client = DataverseClient(url, StaticTokenProvider("bench"))
         rss_before = _peak_kb()
         start = time.perf_counter()
         result = prepare_run(client, run, PrepareSettings("contact"))
@@ -209,7 +211,8 @@ def _step_child(subordinates: int, seed: int) -> dict[str, Any]:
                 "subordinates_per_s": round(result.merges / seconds), "requests": client.stats.requests,
                 "peak_rss_mb": round(_peak_kb() / 1024), "rss_before_mb": round(rss_before / 1024)}
     finally:
-        handle.stop()
+        server.terminate()
+        server.wait(timeout=30)
         shutil.rmtree(base, ignore_errors=True)
 
 
