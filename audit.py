@@ -201,10 +201,15 @@ class AuditWriter:
             self._pool = None
 
 
+def fork_is_safe() -> bool:
+    """Whether a child process may be forked: fork is quick and shares memory, but copies locks other
+    threads may hold, so only on Linux from a process running this one thread."""
+    return sys.platform.startswith("linux") and threading.active_count() == 1 \
+        and "fork" in multiprocessing.get_all_start_methods()
+
+
 def _helper_process() -> ProcessPoolExecutor | None:
-    # fork is quick, but copies locks held by other threads: only when this process has no other thread
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1 \
-        and sys.platform.startswith("linux") else "spawn"
+    method = "fork" if fork_is_safe() else "spawn"
     try:
         return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(method))
     except (OSError, NotImplementedError, ImportError, ValueError):

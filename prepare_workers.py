@@ -14,7 +14,6 @@ import gc
 import logging
 import multiprocessing
 import os
-import sys
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -22,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from audit import AuditWriter, write_audit_batch
+from audit import AuditWriter, fork_is_safe, write_audit_batch
 from planning import Planner
 from runs import Group, PlannedMerge
 from targets import Strategy
@@ -40,7 +39,7 @@ def plan_groups(planner: Planner, groups: Sequence[Group], records: Records, str
     `planner.dropped` counts what the merge logic returned that cannot be written, workers included."""
     count = workers or os.cpu_count() or 1
     subordinates = sum(len(g.record_ids) - 1 for g in groups)
-    if count < 2 or subordinates < parallel_from or not _can_fork():
+    if count < 2 or subordinates < parallel_from or not fork_is_safe():
         log.info("Planning %d merges in this process (%d threads running)", subordinates, threading.active_count())
         return _plan_here(planner, groups, records, strategy, audit_dir, first)
     log.info("Planning %d merges in %d worker processes", subordinates, count)
@@ -62,12 +61,6 @@ def plan_groups(planner: Planner, groups: Sequence[Group], records: Records, str
         pool.shutdown(wait=True, cancel_futures=failed)
         gc.unfreeze()
     return merges
-
-
-def _can_fork() -> bool:
-    # fork copies locks other threads may hold: only from a process running this one thread
-    return sys.platform.startswith("linux") and threading.active_count() == 1 \
-        and "fork" in multiprocessing.get_all_start_methods()
 
 
 def _start(job: _Job) -> None:

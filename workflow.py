@@ -119,10 +119,11 @@ def wait(app: App) -> int:
 
 
 def group(app: App) -> int:
+    most = group_step.GroupSettings.workers  # RetrieveDuplicates calls at once; --workers may only lower it
     entity = app.answers.get("entity")
     run = app.folder(create=True)
     settings = group_step.GroupSettings(entity, app.answers.get("job_id"), app.answers.get("max_duplicates"),
-                                        workers=min(app.options.get("workers") or 8, 8))
+                                        workers=min(app.options.get("workers") or most, most))
     app.console.say("Reading the job's duplicates and downloading the records...")
     result = group_step.run(app.client, run, settings, on_progress=lambda done, total: app.console.progress(
         f"Asked Dataverse for the duplicates of {done}/{total} records", final=done == total))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -39,7 +38,7 @@ from grouping import group_pairs  # noqa: E402
 from planning import Planner  # noqa: E402
 from preflight import PreflightData  # noqa: E402
 from prepare_duplicates import _create_merge_result, fields_to_ignore  # noqa: E402
-from prepare_workers import _can_fork, plan_groups  # noqa: E402
+from prepare_workers import plan_groups  # noqa: E402
 from runs import Group  # noqa: E402
 from targets import get_strategy  # noqa: E402
 
@@ -158,8 +157,7 @@ def bench_prepare(subordinates: int, seed: int = 2, under: str | None = None) ->
             audit_csv_bytes(*audit_table(rows, first))
         cpu += time.perf_counter() - start
     return {"subordinates": done, "seconds": round(timed, 3), "subordinates_per_s": round(done / timed),
-            "no_disk_subordinates_per_s": round(sample / cpu), "disk_file_creates_per_s": files_per_s,
-            "workers": os.cpu_count() if _can_fork() and done >= 5000 else 1}
+            "no_disk_subordinates_per_s": round(sample / cpu), "disk_file_creates_per_s": files_per_s}
 
 
 def bench_prepare_step(subordinates: int, seed: int = 4) -> dict[str, Any]:

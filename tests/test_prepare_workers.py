@@ -47,7 +47,7 @@ def planner() -> Planner:
 
 
 def test_workers_plan_and_write_what_one_process_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prepare_workers, "_can_fork", lambda: True)  # pytest may run other threads
+    monkeypatch.setattr(prepare_workers, "fork_is_safe", lambda: True)  # pytest may run other threads
     groups, records = groups_and_records(300)
     strategy, first = get_strategy("oldest_record"), ["contactid", "fullname"]
     here, forked = planner(), planner()
@@ -63,7 +63,7 @@ def test_workers_plan_and_write_what_one_process_does(tmp_path: Path, monkeypatc
 
 
 def test_an_error_in_a_worker_is_raised_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(prepare_workers, "_can_fork", lambda: True)
+    monkeypatch.setattr(prepare_workers, "fork_is_safe", lambda: True)
     groups, records = groups_and_records(200)
     bad = groups[150].record_ids[1]
 
