@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dataverse import DataverseClient, odata_string, validate_guid
-from duplicate_rules import Rule, published_rules
+from dataverse.duplicate_rules import Rule, published_rules
 from errors import DataverseError, UsageError, about
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from create_detection_job import job_status
 from dataverse import DataverseClient, EntityMetadata
 from errors import RunStateError, UsageError, about
-from grouping import cap_groups, group_id, group_pairs, summary
-from run_folder import RunFolder
-from runs import DuplicateGroups, Group
+from planning.grouping import cap_groups, group_id, group_pairs, summary
+from runfolder.folder import RunFolder
+from runfolder.state import DuplicateGroups, Group
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO, cast
 
-import workflow
-from answers import FlagAnswers, PromptAnswers
 from auth import StaticTokenProvider, find_env_files, load_config, make_token_provider
-from console import Console
 from dataverse import DEFAULT_SETTINGS, DataverseClient
 from errors import ConfigError, ResolverError, UsageError
+from ui import workflow
+from ui.answers import FlagAnswers, PromptAnswers
+from ui.console import Console
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MENU = [
@@ -97,7 +97,7 @@ def connect(args: argparse.Namespace, console: Console, work_dir: Path, interact
     settings = replace(DEFAULT_SETTINGS, read_workers=min(args.workers, DEFAULT_SETTINGS.read_workers)) \
         if args.workers else DEFAULT_SETTINGS
     if args.demo:
-        import demo
+        from ui import demo
 
         handle = demo.start(work_dir, reset=args.reset)
         console.say(*demo.BANNER)

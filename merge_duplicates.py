@@ -19,16 +19,16 @@ import time
 from dataclasses import asdict, replace
 from typing import Any
 
-import merge_checks as checks
 from errors import DataverseError, OutcomeUnknownError, RunStateError
-from journal import Journal, SubordinateHistory, now_iso, read_journal, replay, write_actions
-from list_workaround import ListWorkaround, is_plugin_failure
-from merge_plan import MergePlan, MergeSettings, load_plan
-from merge_pool import DEFAULT_MAX_WORKERS, DEFAULT_START, AdaptiveLimit, ChainPool, Progress
-from merge_result import MergeResult, classify
-from preflight import would_fail
-from run_folder import RunFolder
-from runs import MergeOutcome, PlannedMerge
+from merging import drift as checks
+from merging.list_workaround import ListWorkaround, is_plugin_failure
+from merging.outcomes import MergeResult, classify
+from merging.pool import DEFAULT_MAX_WORKERS, DEFAULT_START, AdaptiveLimit, ChainPool, Progress
+from merging.selection import MergePlan, MergeSettings, load_plan
+from planning.preflight import would_fail
+from runfolder.folder import RunFolder
+from runfolder.journal import Journal, SubordinateHistory, now_iso, read_journal, replay, write_actions
+from runfolder.state import MergeOutcome, PlannedMerge
 
 __all__ = ["MergePlan", "MergeResult", "MergeSettings", "Progress", "load_plan", "run"]
 

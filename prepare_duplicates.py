@@ -17,18 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from audit import AuditRows, merges_row
 from dataverse import DataverseClient, EntityMetadata
 from errors import DataverseError, RunStateError, about
-from planning import MergeFn, Planner, SetResolver, is_lookup_column, logical_name, writable_columns  # noqa: F401
-from preflight import Fetch, PreflightData, gather, summarise
-from prepare_workers import plan_groups
-from run_folder import RunFolder
-from runs import MERGES_CSV_COLUMNS, DuplicateGroups, PlannedMerge
-from targets import Strategy, get_strategy, parse_when, register_strategy  # noqa: F401  (for your own)
+from planning.audit_files import AuditRows, merges_row
+from planning.planner import MergeFn, Planner, SetResolver, is_lookup_column, logical_name, writable_columns  # noqa: F401
+from planning.preflight import Fetch, PreflightData, gather, summarise
+from planning.prepare_workers import plan_groups
+from planning.targets import Strategy, get_strategy, parse_when, register_strategy  # noqa: F401  (for your own)
+from runfolder.folder import RunFolder
+from runfolder.state import MERGES_CSV_COLUMNS, DuplicateGroups, PlannedMerge
 
 # The helpers a merge rule is written with (merge_helpers.py explains each one)
-from merge_helpers import (  # noqa: F401  # isort: skip
+from planning.helpers import (  # noqa: F401  # isort: skip
     EMAIL_SLOTS, PHONE_SLOTS, current, demote_to_slot, fill_address, fill_empty, has_address, is_address,
     is_boolean, is_empty, move_address_to, newer_wins, same_phone, same_postcode, same_text, take_subordinate,
     true_wins,

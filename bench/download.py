@@ -27,7 +27,7 @@ from dataverse import ClientSettings, DataverseClient  # noqa: E402
 from dataverse_emulator import start_emulator  # noqa: E402
 from group_duplicates import GroupSettings, download_records  # noqa: E402
 from group_duplicates import run as group_run  # noqa: E402
-from run_folder import RunFolder  # noqa: E402
+from runfolder.folder import RunFolder  # noqa: E402
 
 
 def start_job(client: DataverseClient) -> str:

@@ -36,7 +36,7 @@ from auth import StaticTokenProvider  # noqa: E402
 from dataverse import DataverseClient  # noqa: E402
 from dataverse_emulator import start_emulator  # noqa: E402
 from dataverse_emulator.options import Limits  # noqa: E402
-from journal import read_journal  # noqa: E402
+from runfolder.journal import read_journal  # noqa: E402
 
 try:
     from dataverse_emulator.limits import theoretical_ceiling

@@ -31,16 +31,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from audit import audit_csv_bytes, audit_table  # noqa: E402
 from dataverse import AttributeMetadata, EntityMetadata  # noqa: E402
 from dataverse_emulator.schema import SCHEMA  # noqa: E402
-from grouping import group_pairs  # noqa: E402
-from planning import Planner  # noqa: E402
-from preflight import PreflightData  # noqa: E402
+from planning.audit_files import audit_csv_bytes, audit_table  # noqa: E402
+from planning.grouping import group_pairs  # noqa: E402
+from planning.planner import Planner  # noqa: E402
+from planning.preflight import PreflightData  # noqa: E402
+from planning.prepare_workers import plan_groups  # noqa: E402
+from planning.targets import get_strategy  # noqa: E402
 from prepare_duplicates import _create_merge_result, fields_to_ignore  # noqa: E402
-from prepare_workers import plan_groups  # noqa: E402
-from runs import Group  # noqa: E402
-from targets import get_strategy  # noqa: E402
+from runfolder.state import Group  # noqa: E402
 
 _L = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 _N = "@Microsoft.Dynamics.CRM.associatednavigationproperty"
@@ -176,8 +176,8 @@ def _step_child(subordinates: int, seed: int) -> dict[str, Any]:
     from dataverse import DataverseClient
     from prepare_duplicates import PrepareSettings
     from prepare_duplicates import run as prepare_run
-    from run_folder import RunFolder
-    from runs import DuplicateGroups, Group
+    from runfolder.folder import RunFolder
+    from runfolder.state import DuplicateGroups, Group
 
     rng = random.Random(seed)
     accounts = _ids(50, rng)

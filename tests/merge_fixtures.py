@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from run_folder import RunFolder
-from runs import MERGES_CSV_COLUMNS
+from runfolder.folder import RunFolder
+from runfolder.state import MERGES_CSV_COLUMNS
 
 CONTACT = "Microsoft.Dynamics.CRM.contact"
 

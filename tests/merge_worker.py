@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import merge_duplicates as md  # noqa: E402
 from auth import StaticTokenProvider  # noqa: E402
 from dataverse import ClientSettings, DataverseClient  # noqa: E402
-from run_folder import RunFolder  # noqa: E402
+from runfolder.folder import RunFolder  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

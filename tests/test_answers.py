@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from answers import FlagAnswers, PromptAnswers, parse_max, parse_target
-from console import Console, parse_yes_no
 from errors import UsageError
+from ui.answers import FlagAnswers, PromptAnswers, parse_max, parse_target
+from ui.console import Console, parse_yes_no
 
 
 def console_with(lines: list[str]) -> tuple[Console, io.StringIO]:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-import audit
-from audit import (
+from planning import audit_files as audit
+from planning.audit_files import (
     AUDIT_LABELS,
     AuditRows,
     AuditWriter,
@@ -27,8 +27,8 @@ from audit import (
     neutralise,
     preflight_text,
 )
-from run_folder import RunFolder
-from runs import MERGES_CSV_COLUMNS, Finding, PlannedMerge
+from runfolder.folder import RunFolder
+from runfolder.state import MERGES_CSV_COLUMNS, Finding, PlannedMerge
 
 SUB = "00000000-0000-0000-0000-0000000000b2"
 FIRST = ["contactid", "fullname"]

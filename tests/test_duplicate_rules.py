@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 from auth import StaticTokenProvider
 from dataverse import DataverseClient
+from dataverse.duplicate_rules import Condition, Rule, describe, published_rules
 from dataverse_emulator import EmulatorHandle
 from dataverse_emulator.datasets import Builder, add_rule
-from duplicate_rules import Condition, Rule, describe, published_rules
 
 
 def rule(*conditions: Condition, exclude_inactive: bool = True) -> Rule:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from failures import HINTS, classify, normalise_code
+from merging.failure_classes import HINTS, classify, normalise_code
 
 MARKETING = ("Disassociation cannot be performed between an entity of type list and an entity of type contact.; "
              "[Microsoft.Dynamics.Marketing.Plugins: "

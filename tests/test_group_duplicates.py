@@ -14,7 +14,7 @@ from dataverse import DataverseClient
 from dataverse_emulator import EmulatorHandle
 from errors import RunStateError, UsageError
 from group_duplicates import GroupSettings, run
-from run_folder import RunFolder
+from runfolder.folder import RunFolder
 
 VIEW = "Active Contacts for Duplicate Checking"
 

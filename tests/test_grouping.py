@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from grouping import cap_groups, duplicates_in, group_id, group_pairs, summary
+from planning.grouping import cap_groups, duplicates_in, group_id, group_pairs, summary
 
 
 def _components_by_search(pairs: list[tuple[str, str]]) -> list[list[str]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from errors import RunStateError
-from journal import Journal, build_actions, read_journal, replay, write_actions
+from runfolder.journal import Journal, build_actions, read_journal, replay, write_actions
 
 SUB, SUB2, TGT = "00000000-0000-0000-0000-000000000002", "00000000-0000-0000-0000-000000000003", \
     "00000000-0000-0000-0000-000000000001"

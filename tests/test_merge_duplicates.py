@@ -17,8 +17,8 @@ from dataverse import ClientSettings, DataverseClient
 from dataverse_emulator import EmulatorHandle
 from dataverse_emulator.store import Ref
 from errors import RunStateError
-from journal import Journal, read_journal
-from run_folder import RunFolder
+from runfolder.folder import RunFolder
+from runfolder.journal import Journal, read_journal
 
 FAST = ClientSettings(backoff_base=0.01, read_timeout=20)
 
@@ -301,7 +301,7 @@ def test_bad_merges_csv_names_the_row(tmp_path: Path, edit: Callable[[list[list[
                                       message: str) -> None:
     from merge_fixtures import csv_rows
 
-    from runs import MERGES_CSV_COLUMNS
+    from runfolder.state import MERGES_CSV_COLUMNS
     run = RunFolder(tmp_path / "run")
     planned = [Planned(f"{i:08d}-0000-0000-0000-000000000000", f"{i:08d}-0000-0000-0000-000000000000",
                        f"{i:08d}-0000-0000-0000-000000000001", 1, {"@odata.type": CONTACT}) for i in range(2)]

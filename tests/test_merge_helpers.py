@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import merge_helpers as mh
+from planning import helpers as mh
 
 
 @pytest.mark.parametrize(("value", "empty"), [

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from merge_pool import AdaptiveLimit, ChainPool, Progress
+from merging.pool import AdaptiveLimit, ChainPool, Progress
 
 
 def test_limit_grows_by_one_per_clean_window() -> None:

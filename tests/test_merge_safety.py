@@ -21,8 +21,8 @@ from dataverse import ClientSettings, DataverseClient
 from dataverse_emulator import EmulatorHandle
 from dataverse_emulator.options import Limits
 from dataverse_emulator.store import Ref
-from journal import read_journal, replay
-from run_folder import RunFolder
+from runfolder.folder import RunFolder
+from runfolder.journal import read_journal, replay
 
 REPO = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "merge_worker.py"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from preflight import (
+from planning.preflight import (
     FAIL,
     FAIL_IF_MARKETING_PLUGIN,
     FAIL_IF_PARENTING,
@@ -17,7 +17,7 @@ from preflight import (
     summarise,
     would_fail,
 )
-from runs import Finding
+from runfolder.state import Finding
 
 T, S = "00000000-0000-0000-0000-0000000000a1", "00000000-0000-0000-0000-0000000000b2"
 P1, P2 = "00000000-0000-0000-0000-0000000000c3", "00000000-0000-0000-0000-0000000000d4"
@@ -181,7 +181,7 @@ def _emulator_outcome(setup, parenting: bool = True) -> tuple[tuple[Finding, ...
     from dataverse_emulator.merge import merge
     from dataverse_emulator.options import EmulatorOptions, Faults
     from dataverse_emulator.store import Ref, Store
-    from failures import classify
+    from merging.failure_classes import classify
 
     store = Store()
     entity, target, sub, update, ctx = setup(store, Ref)

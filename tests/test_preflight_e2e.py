@@ -18,8 +18,8 @@ import pytest
 
 from dataverse_emulator import EmulatorHandle, start_emulator
 from main import main
-from merge_plan import parse_preflight
-from preflight import would_fail
+from merging.selection import parse_preflight
+from planning.preflight import would_fail
 
 EXPECTED_CLASS = {
     "active_quote": "active_quote", "parenting_differs": "parenting", "parent_lost": "parenting",

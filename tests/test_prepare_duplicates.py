@@ -15,9 +15,9 @@ import prepare_duplicates as prep
 from dataverse import AttributeMetadata, EntityMetadata
 from dataverse_emulator.schema import SCHEMA
 from errors import DataverseError, RunStateError
-from preflight import PreflightData
-from run_folder import RunFolder
-from runs import MERGES_CSV_COLUMNS, DuplicateGroups, Group
+from planning.preflight import PreflightData
+from runfolder.folder import RunFolder
+from runfolder.state import MERGES_CSV_COLUMNS, DuplicateGroups, Group
 
 LT = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 NAV = "@Microsoft.Dynamics.CRM.associatednavigationproperty"
@@ -171,7 +171,7 @@ def test_example_own_target_strategy() -> None:
         assert chosen["contactid"] == S1
     finally:
         prep.register_strategy("most_emails")(prep.get_strategy("oldest_record"))
-        import targets
+        from planning import targets
         targets.STRATEGIES.pop("most_emails")
 
 
@@ -420,7 +420,7 @@ def test_columns_a_rule_returns_that_cannot_be_written_are_reported(tmp_path: Pa
 
 
 def test_an_error_in_the_merge_logic_names_the_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from planning import MergeLogicError
+    from planning.planner import MergeLogicError
 
     run, client = scenario(tmp_path)
 
@@ -436,8 +436,8 @@ def test_an_error_in_the_merge_logic_names_the_record(tmp_path: Path, monkeypatc
 def test_a_syntax_error_in_prepare_duplicates_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 
-    import workflow
     from errors import UsageError
+    from ui import workflow
 
     def reload(module: object) -> object:
         raise SyntaxError("invalid syntax", ("prepare_duplicates.py", 42, 1, "if x"))
@@ -477,7 +477,7 @@ def test_empty_columns_read_as_none_and_do_not_change_the_plan(tmp_path: Path,
 
     monkeypatch.setattr(prep, "_create_merge_result", typo)
     run = make_run(tmp_path / "typo", [[contact(T), contact(S1, "2021-01-01T00:00:00Z")]])
-    from planning import MergeLogicError
+    from planning.planner import MergeLogicError
 
     with pytest.raises(MergeLogicError, match="KeyError: 'emailadress1'"):
         prep.run(FakeClient({}), run, prep.PrepareSettings("contact"))

@@ -13,11 +13,11 @@ import pytest
 from test_prepare_duplicates import CONTACT, contact, entity_set, with_parent
 
 import prepare_duplicates as prep
-import prepare_workers
-from planning import MergeLogicError, Planner
-from preflight import PreflightData
-from runs import Group
-from targets import get_strategy
+from planning import prepare_workers
+from planning.planner import MergeLogicError, Planner
+from planning.preflight import PreflightData
+from planning.targets import get_strategy
+from runfolder.state import Group
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux")
                                 or "fork" not in multiprocessing.get_all_start_methods(),

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from errors import RunStateError, UsageError
-from run_folder import RunFolder, atomic_write_text, resolve_run_folder
-from runs import DuplicateGroups, Group
+from runfolder.folder import RunFolder, atomic_write_text, resolve_run_folder
+from runfolder.state import DuplicateGroups, Group
 
 
 def test_folder_names_stay_inside_the_working_folder(tmp_path: Path) -> None:
@@ -34,7 +34,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path, monk
     def disk_full(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("run_folder.os.fsync", disk_full)
+    monkeypatch.setattr("runfolder.folder.os.fsync", disk_full)
     with pytest.raises(OSError):
         atomic_write_text(target, "new")
     assert target.read_text() == "old"

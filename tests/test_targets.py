@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-import targets
 from errors import UsageError
-from targets import (
+from planning import targets
+from planning.targets import (
     STRATEGIES,
     filled_columns,
     get_strategy,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json as jsonlib
 import logging
 import random
-import re
 import threading
 import time
 from collections import deque
@@ -25,7 +24,9 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from dataverse_http import (
+from dataverse.metadata import AttributeMetadata, EntityMetadata
+from dataverse.odata import odata_string, validate_entity_name, validate_guid
+from dataverse.transport import (
     BearerAuth,
     ClientStats,
     NoAffinityCookies,
@@ -37,8 +38,7 @@ from dataverse_http import (
     prefer,
     transport_reason,
 )
-from dataverse_metadata import AttributeMetadata, EntityMetadata
-from errors import DataverseError, OutcomeUnknownError, UsageError
+from errors import DataverseError, OutcomeUnknownError
 
 if TYPE_CHECKING:
     from auth import TokenProvider
@@ -47,11 +47,6 @@ log = logging.getLogger(__name__)
 
 API_PATH = "api/data/v9.2/"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
-_AFFINITY_COOKIES = frozenset({"ARRAffinity", "ARRAffinitySameSite"})
-_LOOKUP_TYPES = frozenset({"Lookup", "Customer", "Owner"})
-_UNSELECTABLE_TYPES = frozenset({"PartyList", "CalendarRules"})
-_ENTITY_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
-_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _QUERY_SAFE = "$@'(),:/*!;"  # kept readable in query values; & # % + = and non-ASCII are percent-encoded
 _TRANSPORT_ERRORS = (
     requests.exceptions.ConnectionError,
@@ -451,32 +446,6 @@ class DataverseClient:
             object_type_code=row.get("ObjectTypeCode"),
             attributes=MappingProxyType(attributes),
         )
-
-
-def odata_string(value: str) -> str:
-    """An OData string literal: ``O'Brien`` -> ``'O''Brien'``."""
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def validate_entity_name(name: str) -> str:
-    """A table logical name (``contact``, ``new_project``), stripped; UsageError otherwise."""
-    clean = name.strip() if isinstance(name, str) else ""
-    if not _ENTITY_NAME.fullmatch(clean):
-        raise UsageError(
-            f"{str(name)[:80]!r} is not a table logical name: use lower-case letters, digits and _"
-            " (like contact or new_project), at most 64 characters."
-        )
-    return clean
-
-
-def validate_guid(value: str) -> str:
-    """A GUID, lower-case, without braces or spaces; UsageError otherwise."""
-    clean = value.strip().strip("{}").strip().lower() if isinstance(value, str) else ""
-    if not _GUID.fullmatch(clean):
-        raise UsageError(
-            f"{str(value)[:80]!r} is not a record id: expected a GUID like 00000000-0000-0000-0000-000000000000."
-        )
-    return clean
 
 
 def _in_order(read: Callable[[list[str]], list[dict]], chunks: list[list[str]], workers: int) -> Iterator[dict]:

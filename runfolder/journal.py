@@ -232,7 +232,7 @@ def build_actions(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write_actions(path: Path, events: list[dict[str, Any]], *, entity: str) -> dict[str, Any]:
     """Rewrite merge_actions_made.json atomically from the journal's events; returns the document."""
-    from run_folder import atomic_write_text  # local: keeps this module importable on its own
+    from runfolder.folder import atomic_write_text  # local: keeps this module importable on its own
 
     actions = build_actions(events)
     counts: dict[str, int] = {}

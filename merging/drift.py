@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from errors import DataverseError, ResolverError
-from runs import PlannedMerge
+from runfolder.state import PlannedMerge
 
 NAV_PROPERTY = "@Microsoft.Dynamics.CRM.associatednavigationproperty"
 _BIND = re.compile(r"\(\{?([0-9a-fA-F-]{36})\}?\)\s*$")

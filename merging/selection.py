@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from errors import RunStateError
-from journal import SubordinateHistory, read_journal, replay
-from preflight import severity_of, would_fail
-from run_folder import RunFolder
-from runs import GUID, MERGES_CSV_COLUMNS, Finding, PlannedMerge
+from planning.preflight import severity_of, would_fail
+from runfolder.folder import RunFolder
+from runfolder.journal import SubordinateHistory, read_journal, replay
+from runfolder.state import GUID, MERGES_CSV_COLUMNS, Finding, PlannedMerge
 
 _MADE_BY = "step 3 (Prepare duplicates)"
 _TYPE_PREFIX = "Microsoft.Dynamics.CRM."

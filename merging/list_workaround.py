@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from errors import DataverseError, OutcomeUnknownError
-from journal import Journal, SubordinateHistory
-from runs import PlannedMerge
+from runfolder.journal import Journal, SubordinateHistory
+from runfolder.state import PlannedMerge
 
 log = logging.getLogger(__name__)
 

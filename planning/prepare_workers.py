@@ -21,10 +21,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from audit import AuditWriter, fork_is_safe, write_audit_batch
-from planning import Planner
-from runs import Group, PlannedMerge
-from targets import Strategy
+from planning.audit_files import AuditWriter, fork_is_safe, write_audit_batch
+from planning.planner import Planner
+from planning.targets import Strategy
+from runfolder.state import Group, PlannedMerge
 
 Records = Mapping[str, Mapping[str, Any]]
 _Job = tuple[Planner, Sequence[Group], Records, Strategy, str, list[str]]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from errors import RunStateError, UsageError
-from runs import DuplicateGroups
+from runfolder.state import DuplicateGroups
 
 _SAFE_NAME = re.compile(r"^[\w\-. ]+$", re.UNICODE)
 

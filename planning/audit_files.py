@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runs import MERGES_CSV_COLUMNS, Finding, PlannedMerge
+from runfolder.state import MERGES_CSV_COLUMNS, Finding, PlannedMerge
 
 AUDIT_LABELS = ("subordinate", "target", "merge_function", "target_after_merge")
 NAME_SUFFIX = "@name"

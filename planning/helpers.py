@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from targets import parse_when
+from planning.targets import parse_when
 
 Row = Mapping[str, Any]
 Result = dict[str, Any]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from errors import RunStateError
-from journal import read_journal, replay
-from run_folder import RunFolder
+from runfolder.folder import RunFolder
+from runfolder.journal import read_journal, replay
 
 
 def describe(run: RunFolder) -> list[str]:

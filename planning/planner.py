@@ -10,13 +10,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from audit import NAME_SUFFIX, AuditRows
 from dataverse import EntityMetadata
 from errors import ResolverError
-from merge_helpers import is_empty
-from preflight import FAIL, PreflightData, check_merge
-from runs import Finding, PlannedMerge
-from targets import Strategy, parse_when
+from planning.audit_files import NAME_SUFFIX, AuditRows
+from planning.helpers import is_empty
+from planning.preflight import FAIL, PreflightData, check_merge
+from planning.targets import Strategy, parse_when
+from runfolder.state import Finding, PlannedMerge
 
 _LOOKUP_TABLE = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 _NAV = "@Microsoft.Dynamics.CRM.associatednavigationproperty"

@@ -13,11 +13,11 @@ from typing import Any, Protocol
 
 import create_detection_job as detect_step
 import group_duplicates as group_step
-from console import Console
 from dataverse import DataverseClient
-from duplicate_rules import describe, published_rules
+from dataverse.duplicate_rules import describe, published_rules
 from errors import RunStateError, UsageError
-from run_folder import RunFolder
+from runfolder.folder import RunFolder
+from ui.console import Console
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def merge(app: App) -> int:
 
 
 def status(app: App) -> int:
-    import status as status_step
+    from runfolder import status as status_step
 
     run = app.folder()
     app.console.say(*status_step.describe(run))

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from runs import Finding
+from runfolder.state import Finding
 
 Row = Mapping[str, Any]
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from console import Console, parse_yes_no
 from dataverse import validate_entity_name, validate_guid
 from errors import UsageError
-from run_folder import RunFolder, resolve_run_folder
+from runfolder.folder import RunFolder, resolve_run_folder
+from ui.console import Console, parse_yes_no
 
 TARGET_STRATEGIES = ("oldest_record", "newest_record", "most_complete", "most_recently_modified")
 
@@ -45,7 +45,7 @@ def parse_target(answer: str) -> str:
     if value in TARGET_STRATEGIES:
         return value
     try:
-        import targets  # the registry also holds strategies users add
+        from planning import targets  # the registry also holds strategies users add
         if value in targets.STRATEGIES:
             return value
         names = sorted(targets.STRATEGIES)

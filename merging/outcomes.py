@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from errors import DataverseError, OutcomeUnknownError
-from runs import MergeOutcome
+from runfolder.state import MergeOutcome
 
 _UNKNOWN_HINT = "Run step 4 again: it asks Dataverse whether the merge took effect before sending it again."
 _ELSEWHERE_HINT = "The subordinate is already merged into another record: check that merge in Dynamics."
@@ -23,7 +23,7 @@ def classify(exc: DataverseError | None, message: str) -> tuple[str, str]:
     if exc is None or isinstance(exc, OutcomeUnknownError):
         return "outcome_unknown", _UNKNOWN_HINT
     try:
-        from failures import classify as classify_failure
+        from merging.failure_classes import classify as classify_failure
     except ImportError:  # failures.py is optional for this step: fall back to one class
         return "other", exc.hint or ""
     failure_class, hint = classify_failure(exc.status, exc.code, message or exc.message)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dataverse import DataverseClient, odata_string
+from dataverse.client import DataverseClient
+from dataverse.odata import odata_string
 
 OPERATORS = {
     0: "exact match",
