@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from dataverse import DataverseClient, odata_string, validate_guid
 from dataverse.duplicate_rules import Rule, published_rules
-from errors import DataverseError, UsageError, about
+from errors import DataverseError, NotFoundError, UsageError, about
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,7 @@ def check_entity(client: DataverseClient, entity: str) -> None:
     """Raise a UsageError listing close matches when `entity` is not a table of this environment."""
     try:
         client.entity(entity)
-    except DataverseError as exc:
-        if exc.status != 404:
-            raise
+    except NotFoundError as exc:
         names = [r["LogicalName"] for r in client.get_all("EntityDefinitions", {"$select": "LogicalName"})]
         close = difflib.get_close_matches(entity, names, n=5, cutoff=0.6)
         hint = ("Did you mean: " + ", ".join(close) + "?") if close else "Check the table's logical name."
@@ -177,11 +175,9 @@ def job_status(client: DataverseClient, job_id: str) -> JobStatus:
     try:
         row = client.get(f"asyncoperations({job_id})",
                          {"$select": "name,operationtype,statecode,statuscode,message,friendlymessage"})
-    except DataverseError as exc:
-        if exc.status == 404:
-            raise about("job_id", UsageError(f"There is no system job with id {job_id}.",
-                        "Check the job id (step 1 prints it; it is the id= part of the job's URL).")) from exc
-        raise
+    except NotFoundError as exc:
+        raise about("job_id", UsageError(f"There is no system job with id {job_id}.",
+                    "Check the job id (step 1 prints it; it is the id= part of the job's URL).")) from exc
     if row.get("operationtype") not in (None, DETECTION_OPERATION):
         raise about("job_id", UsageError(f"System job {job_id} is not a duplicate detection job.", "Check the job id."))
     message = row.get("friendlymessage") or row.get("message") or ""

@@ -75,6 +75,14 @@ class DataverseError(ResolverError):
         return {"status": self.status, "code": self.code, "message": self.message}
 
 
+class NotFoundError(DataverseError):
+    """Dataverse has no such record, table or view (HTTP 404)."""
+
+
+class TokenRefusedError(DataverseError):
+    """Dataverse refused the access token (401) and renewing it did not help: nothing more can be sent."""
+
+
 class OutcomeUnknownError(DataverseError):
     """A non-idempotent request was sent but no answer came back (dropped connection, timeout, 5xx).
 

@@ -1,6 +1,7 @@
 """Benchmark of the pure steps: grouping (pairs/s, peak memory) and prepare (subordinates/s).
 
-    python bench/pure_steps.py [--json PATH] [--quick]
+    python -m bench.pure_steps [--json PATH] [--quick]
+    python -m bench.pure_steps --step-only --runs 5      # the whole of step 3, five times
 
 Grouping: random duplicate pairs over a pool of twice as many ids (mostly pairs and small chains, like
 real detection output), timed through `grouping.group_pairs`; peak memory from tracemalloc in a second,
@@ -29,22 +30,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from dataverse import AttributeMetadata, EntityMetadata
+from dataverse.odata import FORMATTED as _F
+from dataverse.odata import LOOKUP_TABLE as _L
+from dataverse.odata import NAV_PROPERTY as _N
+from dataverse_emulator.schema import SCHEMA
+from planning.audit_files import AuditWriter, audit_csv_bytes, audit_table
+from planning.grouping import group_pairs
+from planning.planner import Planner, plan_all
+from planning.preflight import PreflightData
+from planning.targets import get_strategy
+from prepare_duplicates import _create_merge_result, fields_to_ignore
+from runfolder.state import Group
 
-from dataverse import AttributeMetadata, EntityMetadata  # noqa: E402
-from dataverse_emulator.schema import SCHEMA  # noqa: E402
-from planning.audit_files import audit_csv_bytes, audit_table  # noqa: E402
-from planning.grouping import group_pairs  # noqa: E402
-from planning.planner import Planner  # noqa: E402
-from planning.preflight import PreflightData  # noqa: E402
-from planning.prepare_workers import plan_groups  # noqa: E402
-from planning.targets import get_strategy  # noqa: E402
-from prepare_duplicates import _create_merge_result, fields_to_ignore  # noqa: E402
-from runfolder.state import Group  # noqa: E402
-
-_L = "@Microsoft.Dynamics.CRM.lookuplogicalname"
-_N = "@Microsoft.Dynamics.CRM.associatednavigationproperty"
-_F = "@OData.Community.Display.V1.FormattedValue"
+ROOT = Path(__file__).resolve().parent.parent
+ENTITY_SETS = {name: e.set_name for name, e in SCHEMA.items()}
 
 
 def _ids(n: int, rng: random.Random) -> list[str]:
@@ -114,10 +114,6 @@ def synthetic_contact(rng: random.Random, record_id: str, day: int, account: str
     return row
 
 
-def _entity_set(table: str) -> str:
-    return table + "s"
-
-
 def _groups(subordinates: int, rng: random.Random, accounts: list[str]) -> Iterator[list[dict[str, Any]]]:
     """Synthetic groups of 2-4 contacts, `subordinates` subordinates in all."""
     done = 0
@@ -128,14 +124,14 @@ def _groups(subordinates: int, rng: random.Random, accounts: list[str]) -> Itera
 
 
 def bench_prepare(subordinates: int, seed: int = 2, under: str | None = None) -> dict[str, Any]:
-    """Subordinates/s through step 3's planning loop (`prepare_workers.plan_groups`: forked workers on
-    Linux) with the audit files written to a temp folder (in `under`, default the system's temp folder);
-    also one process without the disk. Making the records is not timed."""
+    """Subordinates/s through step 3's planning loop (`planning.planner.plan_all` with the step's
+    `AuditWriter`) with the audit files written to a temp folder (in `under`, default the system's temp
+    folder); also the planning alone, without the disk. Making the records is not timed."""
     rng = random.Random(seed)
     meta, checks, strategy = contact_meta(), PreflightData(), get_strategy("oldest_record")
     accounts = _ids(50, rng)
     first = [meta.primary_id, meta.primary_name]
-    planner = Planner(meta, _create_merge_result, fields_to_ignore, _entity_set, checks)
+    planner = Planner(meta, _create_merge_result, fields_to_ignore, ENTITY_SETS, checks)
     records: dict[str, dict[str, Any]] = {}
     groups = []
     for group in _groups(subordinates, rng, accounts):
@@ -145,7 +141,8 @@ def bench_prepare(subordinates: int, seed: int = 2, under: str | None = None) ->
     out = Path(tempfile.mkdtemp(prefix="bench_prepare_", dir=under))
     try:
         start = time.perf_counter()
-        done = len(plan_groups(planner, groups, records, strategy, out / "audit_records", first))
+        with AuditWriter(out / "audit_records", first) as audit:
+            done = len(plan_all(planner, groups, records, strategy, audit))
         timed = time.perf_counter() - start
         files_per_s = _file_create_rate(out / "probe")
     finally:
@@ -164,8 +161,8 @@ def bench_prepare_step(subordinates: int, seed: int = 4) -> dict[str, Any]:
     """The whole of step 3 (`prepare_duplicates.run`) on a run folder of synthetic contacts, against an
     emulator process for its metadata and pre-flight reads: read every record file, gather, plan, write the audit
     files and merges.csv. Run in a child process, so its peak memory (ru_maxrss) is the step's own."""
-    out = subprocess.run([sys.executable, __file__, "--step-child", str(subordinates), str(seed)],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run([sys.executable, "-m", "bench.pure_steps", "--step-child", str(subordinates), str(seed)],
+                         capture_output=True, text=True, check=False, cwd=ROOT)
     if out.returncode != 0:
         raise SystemExit(f"the prepare step run failed: {out.stderr.strip().splitlines()[-1:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -174,7 +171,7 @@ def bench_prepare_step(subordinates: int, seed: int = 4) -> dict[str, Any]:
 def _step_child(subordinates: int, seed: int) -> dict[str, Any]:
     from auth import StaticTokenProvider
     from dataverse import DataverseClient
-    from prepare_duplicates import PrepareSettings
+    from planning.step import PrepareSettings
     from prepare_duplicates import run as prepare_run
     from runfolder.folder import RunFolder
     from runfolder.state import DuplicateGroups, Group
@@ -184,7 +181,7 @@ def _step_child(subordinates: int, seed: int) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="bench_step_"))
     # the emulator in its own process, as Dataverse is: this one stays single-threaded, like the tool
     server = subprocess.Popen([sys.executable, "-m", "dataverse_emulator", "--dataset", "empty"],
-                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         url = (server.stdout.readline() if server.stdout else "").split()[-1]
         run = RunFolder(base / "run")
@@ -243,10 +240,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument("--step-only", action="store_true", help="only the whole of step 3 (20,000 subordinates)")
+    parser.add_argument("--runs", type=int, default=1, help="with --step-only: how many times")
     parser.add_argument("--step-child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step_child:
         print(json.dumps(_step_child(*args.step_child)))
+        return 0
+    if args.step_only:
+        runs = [bench_prepare_step(2_000 if args.quick else 20_000, seed=4 + n) for n in range(args.runs)]
+        for r in runs:
+            print(f"prepare step end to end: {r['subordinates']:,} subordinates in {r['seconds']:.2f} s = "
+                  f"{r['subordinates_per_s']:,}/s, {r['requests']} requests, peak memory {r['peak_rss_mb']} MB")
+        if args.json:
+            args.json.write_text(json.dumps({"prepare_step_runs": runs}, indent=2) + "\n", encoding="utf-8")
         return 0
     sizes = [10_000, 50_000] if args.quick else [10_000, 100_000, 1_000_000]
     grouping = [bench_grouping(n, with_networkx=True) for n in sizes]

@@ -38,7 +38,7 @@ from dataverse.transport import (
     prefer,
     transport_reason,
 )
-from errors import DataverseError, OutcomeUnknownError
+from errors import AuthError, DataverseError, NotFoundError, OutcomeUnknownError, TokenRefusedError
 
 if TYPE_CHECKING:
     from auth import TokenProvider
@@ -60,6 +60,8 @@ _HINTS = {
 }
 _MAX_URL = 32_000  # Dataverse refuses GET URLs over 32,768 characters
 _RETRY_HINT = "Check in Dataverse whether it took effect before sending it again."
+_TOKEN_HINT = ("Sign in again (or, with AUTH_MODE=access_token, provide a new ACCESS_TOKEN) and rerun: "
+               "finished work is kept.")
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ class DataverseClient:
         self._session.cookies.set_policy(NoAffinityCookies())
         self._gate = ThrottleGate()
         self._metadata: dict[str, EntityMetadata] = {}
+        self._entity_sets: dict[str, str] | None = None
+        self._refused_token = ""  # "Bearer ..." Dataverse refused and the provider could not renew
         self._metadata_lock = threading.Lock()
 
     def request(
@@ -149,6 +153,8 @@ class DataverseClient:
         data = None if json is None else jsonlib.dumps(json, ensure_ascii=False).encode("utf-8")
         send_headers = self._headers(headers, has_body=data is not None)
         while True:
+            if self._refused_token and self._refused_token == f"Bearer {self._tokens.get_token()}":
+                raise self._token_refused(call, self._refused_token)  # never send a refused token again
             waited = self._gate.wait()
             if waited:
                 call.throttle_wait += waited
@@ -241,6 +247,16 @@ class DataverseClient:
             if name not in self._metadata:
                 self._metadata[name] = self._fetch_entity(name)
             return self._metadata[name]
+
+    def entity_set_names(self) -> dict[str, str]:
+        """Every table's entity set name (`account` -> `accounts`), for lookups a merge writes: one request,
+        cached. Fetched before step 3 plans, so that planning itself asks Dataverse nothing."""
+        with self._metadata_lock:
+            if self._entity_sets is None:
+                rows = self.get_all("EntityDefinitions", {"$select": "LogicalName,EntitySetName"})
+                self._entity_sets = {str(r["LogicalName"]): str(r["EntitySetName"]) for r in rows
+                                     if r.get("LogicalName") and r.get("EntitySetName")}
+            return dict(self._entity_sets)
 
     def close(self) -> None:
         if self._own_session:
@@ -343,10 +359,18 @@ class DataverseClient:
             self._gate.close_for(self._throttle_delay(call, response))
             self.stats.add(throttled=1, retries=1)
             return
-        if status == 401 and self._may_refresh(call):  # a 401 was not processed: renew the token, retry
+        if status == 401:  # not processed: renew the token and retry, unless renewing cannot help
+            sent = (response.request.headers.get("Authorization") or "") if response.request is not None else ""
+            if not self._may_refresh(call):
+                raise self._token_refused(call, sent)
             call.refreshes += 1
             call.throttles_at_refresh = call.throttles
-            self._tokens.get_token(force_refresh=True)
+            try:
+                renewed = self._tokens.get_token(force_refresh=True)
+            except AuthError as exc:
+                raise self._token_refused(call, sent, exc.message) from exc
+            if sent and sent == f"Bearer {renewed}":  # a given ACCESS_TOKEN, or a provider that cannot renew
+                raise self._token_refused(call, sent)
             self.stats.add(retries=1)
             return
         if status >= 500 and not call.safe:
@@ -368,6 +392,13 @@ class DataverseClient:
         log.info("%s %s throttled: all requests pause for %.1f s", call.method, call.short, delay)
         return delay
 
+    def _token_refused(self, call: _Call, sent: str, why: str = "") -> TokenRefusedError:
+        """Dataverse refused the token and a new one cannot be had: stop, and fail fast from now on."""
+        self._refused_token = sent or self._refused_token
+        reason = f" ({why})" if why else ""
+        return TokenRefusedError(f"Dataverse refused the sign-in for {call.what} (HTTP 401) and it could not be "
+                                 f"renewed{reason}.", status=401, hint=_TOKEN_HINT)
+
     def _cap(self, seconds: float) -> float:
         return min(seconds, self.settings.max_retry_after)
 
@@ -388,9 +419,8 @@ class DataverseClient:
         if unknown:
             text = f"Dataverse failed {call.what} ({label}): {message} The outcome is unknown."
             return OutcomeUnknownError(text, hint=_RETRY_HINT, **fields)
-        return DataverseError(
-            f"Dataverse refused {call.what} ({label}): {message}", hint=_HINTS.get(status, ""), **fields
-        )
+        kind = NotFoundError if status == 404 else DataverseError
+        return kind(f"Dataverse refused {call.what} ({label}): {message}", hint=_HINTS.get(status, ""), **fields)
 
     def _json(self, response: requests.Response, what: str) -> Any:
         if not response.content:
@@ -410,10 +440,8 @@ class DataverseClient:
             row = self.get(
                 key, {"$select": "LogicalName,EntitySetName,PrimaryIdAttribute,PrimaryNameAttribute,ObjectTypeCode"}
             )
-        except DataverseError as exc:
-            if exc.status != 404:
-                raise
-            raise DataverseError(
+        except NotFoundError as exc:
+            raise NotFoundError(
                 f"There is no table named '{name}' in this environment.",
                 status=404,
                 code=exc.code,

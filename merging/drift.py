@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from errors import DataverseError, ResolverError
+from errors import NotFoundError, ResolverError
 from runfolder.state import PlannedMerge
 
 NAV_PROPERTY = "@Microsoft.Dynamics.CRM.associatednavigationproperty"
@@ -57,10 +57,8 @@ def read_state(client: Any, entity_set: str, record_id: str) -> RecordState:
     """One record's state (a GET); a 404 gives exists=False."""
     try:
         row = client.get(f"{entity_set}({record_id})", {"$select": ",".join(_STATE_COLUMNS)})
-    except DataverseError as exc:
-        if exc.status == 404:
-            return RecordState(record_id, exists=False)
-        raise
+    except NotFoundError:
+        return RecordState(record_id, exists=False)
     return _state(record_id, row)
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import sys
-import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
@@ -201,17 +199,11 @@ class AuditWriter:
             self._pool = None
 
 
-def fork_is_safe() -> bool:
-    """Whether a child process may be forked: fork is quick and shares memory, but copies locks other
-    threads may hold, so only on Linux from a process running this one thread."""
-    return sys.platform.startswith("linux") and threading.active_count() == 1 \
-        and "fork" in multiprocessing.get_all_start_methods()
-
-
 def _helper_process() -> ProcessPoolExecutor | None:
-    method = "fork" if fork_is_safe() else "spawn"
+    """A helper process started fresh (spawn, never fork): it shares no connection, lock or thread state with
+    this process, whatever this process has open, and only ever writes files."""
     try:
-        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(method))
+        return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     except (OSError, NotImplementedError, ImportError, ValueError):
         return None
 

@@ -1,11 +1,17 @@
 """Small named helpers to write merge logic with (`_create_merge_result` in prepare_duplicates.py).
 
-Rows are plain dicts of column -> value, None meaning empty (never pandas NaN). Most helpers take:
-- `result`: the dict of columns to write on the target that the merge function is building. Helpers
-  add to it and read it, so two rules in one merge never fight over the same empty slot;
-- `target_after`: the target as it will be before this merge (earlier merges in the group applied);
-- `col` / `sub_val`: the column being looked at and the subordinate's value in it.
-Each returns True when it wrote something to `result` (handy in `if`/`elif` chains).
+One argument order for every helper that writes, so a rule reads the same whichever it uses:
+
+    helper(result, target, subordinate, column_or_block, ...options) -> True when it wrote something
+
+- `result`: the dict of columns to write on the target that your merge function is building. Helpers add
+  to it and read it, so two rules of one merge never fight over the same empty slot;
+- `target`: the target as it stands before this merge (earlier merges of the group applied);
+- `subordinate`: the record being merged into it;
+- then the column (`"jobtitle"`) or address block (`"address1"`) the helper works on.
+
+Rows map column -> value, None meaning empty (never pandas NaN). The questions (`is_empty`, `same_text`,
+`same_phone`, `has_address`, `same_postcode`, `current`) write nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +31,6 @@ PHONE_SLOTS = ("telephone1", "telephone2", "telephone3")
 ADDRESS_PARTS = ("line1", "line2", "line3", "city", "stateorprovince", "postalcode", "country")
 _NON_DIGITS = re.compile(r"\D")
 _BLOCKS = {f"address{n}": tuple(f"address{n}_{part}" for part in ADDRESS_PARTS) for n in (1, 2, 3)}
-_ADDRESS_COLUMNS = frozenset(c for block in _BLOCKS.values() for c in block)
 _ADDRESS_BLOCK = re.compile(r"^address\d+_(?!composite$|addressid$)")  # computed / key columns are not parts
 
 
@@ -40,9 +45,20 @@ def is_boolean(value: object) -> bool:
     return isinstance(value, bool)
 
 
-def current(result: Result, target_after: Row, col: str) -> Any:
+def has_column(row: Row, col: str) -> bool:
+    """Whether `col` is a column of the row's table. A planner row knows its table's columns, so helpers that
+    walk standard columns (address3_* on a lead) skip the ones a table lacks; a plain dict could hold any."""
+    columns = getattr(row, "columns", None)
+    return columns is None or col in row or col in columns
+
+
+def _value(row: Row, col: str) -> Any:
+    return row.get(col) if has_column(row, col) else None
+
+
+def current(result: Result, target: Row, col: str) -> Any:
     """The target's value in `col` once `result` is written: result's value if it has one, else the target's."""
-    return result[col] if col in result else target_after.get(col)
+    return result[col] if col in result else target.get(col)
 
 
 def same_text(a: object, b: object) -> bool:
@@ -59,31 +75,33 @@ def same_phone(a: object, b: object) -> bool:
     return _NON_DIGITS.sub("", str(a)) == _NON_DIGITS.sub("", str(b))
 
 
-def fill_empty(result: Result, target_after: Row, col: str, sub_val: object) -> bool:
+def fill_empty(result: Result, target: Row, subordinate: Row, col: str) -> bool:
     """Target empty, subordinate set: take the subordinate's value."""
-    if is_empty(sub_val) or not is_empty(current(result, target_after, col)):
+    sub_val = subordinate.get(col)
+    if is_empty(sub_val) or not is_empty(current(result, target, col)):
         return False
     result[col] = sub_val
     return True
 
 
-def take_subordinate(result: Result, target_after: Row, col: str, sub_val: object) -> bool:
+def take_subordinate(result: Result, target: Row, subordinate: Row, col: str) -> bool:
     """Take the subordinate's value whenever it has one that differs from the target's."""
-    if is_empty(sub_val) or current(result, target_after, col) == sub_val:
+    sub_val = subordinate.get(col)
+    if is_empty(sub_val) or current(result, target, col) == sub_val:
         return False
     result[col] = sub_val
     return True
 
 
-def true_wins(result: Result, target_after: Row, col: str, sub_val: object) -> bool:
+def true_wins(result: Result, target: Row, subordinate: Row, col: str) -> bool:
     """Yes/No flags (do not email, is VIP, ...): Yes on either record wins; an empty target takes No too."""
-    if sub_val is True and current(result, target_after, col) is not True:
+    if subordinate.get(col) is True and current(result, target, col) is not True:
         result[col] = True
         return True
-    return fill_empty(result, target_after, col, sub_val)
+    return fill_empty(result, target, subordinate, col)
 
 
-def newer_wins(result: Result, target_after: Row, subordinate: Row, col: str, date_col: str) -> bool:
+def newer_wins(result: Result, target: Row, subordinate: Row, col: str, date_col: str) -> bool:
     """Take the subordinate's `col` when its `date_col` is later than the target's (or the target has none).
 
     Example: the preferred contact method of whichever record was contacted last (`new_lastcontacteddate`).
@@ -91,43 +109,43 @@ def newer_wins(result: Result, target_after: Row, subordinate: Row, col: str, da
     sub_when = parse_when(subordinate.get(date_col))
     if sub_when is None:
         return False
-    target_when = parse_when(current(result, target_after, date_col))
+    target_when = parse_when(current(result, target, date_col))
     if target_when is not None and sub_when <= target_when:
         return False
-    return take_subordinate(result, target_after, col, subordinate.get(col))
+    return take_subordinate(result, target, subordinate, col)
 
 
 def demote_to_slot(
     result: Result,
-    target_after: Row,
-    sub_val: object,
-    slots: Sequence[str] = ("emailaddress2", "emailaddress3"),
+    target: Row,
+    subordinate: Row,
+    col: str,
+    slots: Sequence[str] = EMAIL_SLOTS,
     *,
-    primary: str | None = "emailaddress1",
     same: Callable[[object, object], bool] = same_text,
 ) -> str | None:
-    """Put `sub_val` in the first empty slot of the target; the slot used, or None.
+    """Put the subordinate's `col` in the first empty slot of the target; the slot used, or None.
 
-    Nothing is written when the value is already in `primary` or in any slot (compared with `same`:
-    case-insensitive by default, `same_phone` for phone numbers), or when every slot is taken.
+    Nothing is written when the value is already in any slot (compared with `same`: case-insensitive by
+    default, `same_phone` for phone numbers), or when every slot is taken.
     """
+    sub_val = subordinate.get(col)
     if is_empty(sub_val):
         return None
-    looked_at = ([primary] if primary else []) + [s for s in slots if s != primary]
-    if any(same(current(result, target_after, c), sub_val) for c in looked_at):
+    if any(same(current(result, target, c), sub_val) for c in slots):
         return None
     for slot in slots:
-        if is_empty(current(result, target_after, slot)):
+        if is_empty(current(result, target, slot)):
             result[slot] = sub_val
             return slot
     return None
 
 
 # -- addresses --------------------------------------------------------------------------------------
-def address_columns(prefix: str = "address1") -> tuple[str, ...]:
+def address_columns(block: str = "address1") -> tuple[str, ...]:
     """The part columns of an address block: address1_line1, ..., address1_country."""
-    columns = _BLOCKS.get(prefix)
-    return columns if columns is not None else tuple(f"{prefix}_{part}" for part in ADDRESS_PARTS)
+    columns = _BLOCKS.get(block)
+    return columns if columns is not None else tuple(f"{block}_{part}" for part in ADDRESS_PARTS)
 
 
 def is_address(col: str) -> bool:
@@ -136,17 +154,18 @@ def is_address(col: str) -> bool:
     return _ADDRESS_BLOCK.match(col) is not None
 
 
-def block_columns(row: Row, prefix: str = "address1") -> list[str]:
+def block_columns(row: Row, block: str = "address1") -> list[str]:
     """Every column of the block on `row` (the standard parts and any other, e.g. county or latitude)."""
-    head = prefix + "_"
-    return sorted({*address_columns(prefix), *(c for c in row if c.startswith(head) and is_address(c))})
+    head = block + "_"
+    standard = [c for c in address_columns(block) if has_column(row, c)]
+    return sorted({*standard, *(c for c in row if c.startswith(head) and is_address(c))})
 
 
-def has_address(row: Row, prefix: str = "address1", result: Result | None = None) -> bool:
+def has_address(row: Row, block: str = "address1", result: Result | None = None) -> bool:
     """Whether any part of the block is filled (on `row`, or on the target once `result` is written)."""
     pending = result or {}
-    for col in address_columns(prefix):
-        value = pending[col] if col in pending else row.get(col)
+    for col in address_columns(block):
+        value = pending[col] if col in pending else _value(row, col)
         if value is not None and not (isinstance(value, str) and not value.strip()):  # not is_empty(value)
             return True
     return False
@@ -156,28 +175,30 @@ def _postcode(value: object) -> str:
     return "".join(str(value).split()).upper() if not is_empty(value) else ""
 
 
-def same_postcode(a: Row, b: Row, prefix: str = "address1", other_prefix: str | None = None) -> bool:
-    """Both blocks have a postcode and it is the same, ignoring spaces and case ('sw1a 1aa' == 'SW1A1AA')."""
-    pa = _postcode(a.get(f"{prefix}_postalcode"))
-    return bool(pa) and pa == _postcode(b.get(f"{other_prefix or prefix}_postalcode"))
+def same_postcode(target: Row, subordinate: Row, block: str = "address1") -> bool:
+    """Both records' blocks have a postcode and it is the same, ignoring spaces and case ('sw1a 1aa' == 'SW1A1AA')."""
+    column = f"{block}_postalcode"
+    pa = _postcode(_value(target, column))
+    return bool(pa) and pa == _postcode(_value(subordinate, column))
 
 
-def fill_address(result: Result, target_after: Row, subordinate: Row, prefix: str = "address1") -> bool:
+def fill_address(result: Result, target: Row, subordinate: Row, block: str = "address1") -> bool:
     """Fill each empty part of the target's block with the subordinate's part of the same block."""
     wrote = False
-    for col in block_columns(subordinate, prefix):
-        wrote = fill_empty(result, target_after, col, subordinate.get(col)) or wrote
+    for col in block_columns(subordinate, block):
+        if has_column(target, col):
+            wrote = fill_empty(result, target, subordinate, col) or wrote
     return wrote
 
 
-def move_address_to(
-    result: Result, target_after: Row, subordinate: Row, slot: str = "address2", source: str = "address1"
-) -> bool:
+def move_address(result: Result, target: Row, subordinate: Row, source: str = "address1",
+                 slot: str = "address2") -> bool:
     """Copy the subordinate's `source` block into the target's `slot` block, only if that block is empty."""
-    if has_address(target_after, slot, result) or not has_address(subordinate, source):
+    if has_address(target, slot, result) or not has_address(subordinate, source):
         return False
     for col in block_columns(subordinate, source):
         value = subordinate.get(col)
-        if not is_empty(value):
-            result[slot + col[len(source):]] = value  # address1_county -> address2_county
+        destination = slot + col[len(source):]  # address1_county -> address2_county
+        if not is_empty(value) and has_column(target, destination):
+            result[destination] = value
     return True

@@ -1,70 +1,54 @@
-"""Planning one group's merges (pure): the target, then per subordinate the merge rule's result
-filtered to real, writable changes, converted to UpdateContent, with the target as it will be after.
+"""Planning merges (pure): per group the target, then per subordinate the merge rule's result filtered to
+real, writable changes, converted to UpdateContent, with the target as it will be after.
 
-Used by prepare_duplicates.py, whose top part holds the merge rule users edit.
+No I/O: everything the planner needs from Dataverse (the table's metadata, the entity set of every table a
+lookup may point to, the pre-flight data) is fetched before planning starts and handed in. `plan_all` is
+step 3's loop: every group in turn, each subordinate's audit rows handed to a writer as they are planned.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from dataverse import EntityMetadata
+from dataverse.odata import FORMATTED, LOOKUP_TABLE, NAV_PROPERTY, is_lookup_column, logical_name, lookup_column
 from errors import ResolverError
 from planning.audit_files import NAME_SUFFIX, AuditRows
 from planning.helpers import is_empty
-from planning.preflight import FAIL, PreflightData, check_merge
+from planning.preflight import PreflightData, check_merge
 from planning.targets import Strategy, parse_when
-from runfolder.state import Finding, PlannedMerge
+from runfolder.state import Finding, Group, PlannedMerge, Severity
 
-_LOOKUP_TABLE = "@Microsoft.Dynamics.CRM.lookuplogicalname"
-_NAV = "@Microsoft.Dynamics.CRM.associatednavigationproperty"
-_FORMATTED = "@OData.Community.Display.V1.FormattedValue"
 _LATE = "9999-12-31"
+
+MergeFn = Callable[[dict, dict, list[str]], dict]
+
 
 class MergeLogicError(ResolverError):
     """The user-edited merge logic raised an exception."""
 
 
-MergeFn = Callable[[dict, dict, list[str]], dict]
-SetResolver = Callable[[str], "str | None"]
-
-
-
-def is_lookup_column(col: str) -> bool:
-    """`_parentcustomerid_value`: how the Web API reads a lookup."""
-    return col.startswith("_") and col.endswith("_value")
-
-
-def logical_name(col: str) -> str:
-    """`_parentcustomerid_value` -> `parentcustomerid`; other columns unchanged."""
-    return col[1:-6] if is_lookup_column(col) else col
+class AuditSink(Protocol):
+    def add(self, rows: AuditRows) -> None: ...
 
 
 def writable_columns(meta: EntityMetadata, ignore: Iterable[str]) -> frozenset[str]:
     """Row columns UpdateContent may carry: valid for update, not ignored; lookups as `_x_value`."""
-    key = (id(meta), tuple(ignore))
-    cached = _WRITABLE.get(key)
-    if cached is not None and cached[0] is meta:
-        return cached[1]
-    skip = {logical_name(c) for c in key[1]}
-    columns = frozenset(
-        f"_{name}_value" if a.is_lookup else name
+    skip = {logical_name(c) for c in ignore}
+    return frozenset(
+        lookup_column(name) if a.is_lookup else name
         for name, a in meta.attributes.items()
         if a.is_valid_for_update and not a.attribute_of and name not in skip
     )
-    _WRITABLE[key] = (meta, columns)
-    return columns
-
-
-_WRITABLE: dict[tuple[int, tuple[str, ...]], tuple[EntityMetadata, frozenset[str]]] = {}
 
 
 class Row(dict):
     """A record as the merge logic sees it: column -> value. An empty column may be absent (step 3 keeps
-    only the columns with a value, a third of the memory for real records); reading one gives None.
-    Reading a name that is no column of the table still raises KeyError, so a typo shows."""
+    only the columns with a value, a third of the memory for real records); reading one gives None, with
+    `row[col]` and `row.get(col)` alike. A name that is no column of the table raises KeyError either way,
+    so a typo (`emailadress1`) shows instead of reading as an empty value."""
 
     __slots__ = ("columns",)
 
@@ -75,7 +59,14 @@ class Row(dict):
     def __missing__(self, key: str) -> None:
         if key in self.columns:
             return None
-        raise KeyError(key)
+        raise KeyError(f"{key!r} is not a column of this table")
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        if key in self:
+            return dict.__getitem__(self, key)
+        if key in self.columns:
+            return default
+        raise KeyError(f"{key!r} is not a column of this table")
 
 
 class _Rec:
@@ -84,7 +75,8 @@ class _Rec:
     __slots__ = ("row", "notes", "_shown")
 
     def __init__(self, row: dict[str, Any], notes: dict[str, dict[str, Any]]) -> None:
-        self.row, self.notes, self._shown = row, notes, None
+        self.row, self.notes = row, notes
+        self._shown: dict[str, Any] | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> _Rec:
@@ -103,30 +95,35 @@ class _Rec:
         """The row plus `x@name` (the lookup's display name) for the audit view (built once)."""
         if self._shown is None:
             row = self.row
-            names = {c + NAME_SUFFIX: n[_FORMATTED] for c, n in self.notes.items()
-                     if c[:1] == "_" and _FORMATTED in n and c in row and c.endswith("_value")}
+            names = {c + NAME_SUFFIX: n[FORMATTED] for c, n in self.notes.items()
+                     if FORMATTED in n and c in row and is_lookup_column(c)}
             self._shown = {**row, **names} if names else row
         return self._shown
 
 
 class Planner:
-    """Plans the merges of groups of one table; holds what every group shares."""
+    """Plans the merges of groups of one table; holds what every group shares.
+
+    `entity_sets` maps a table to its entity set name (`account` -> `accounts`), for the lookups a rule
+    writes; a lookup to a table missing from it is dropped with a warning.
+    """
 
     def __init__(self, meta: EntityMetadata, merge_fn: MergeFn, ignore: Iterable[str],
-                 resolve_set: SetResolver | None, preflight: PreflightData | None) -> None:
+                 entity_sets: Mapping[str, str], preflight: PreflightData | None) -> None:
         self.meta, self.entity, self.merge_fn = meta, meta.logical_name, merge_fn
         self.writable = writable_columns(meta, ignore)
-        self.columns = frozenset(f"_{n}_value" if a.is_lookup else n for n, a in meta.attributes.items())
+        self.columns = frozenset(lookup_column(n) if a.is_lookup else n for n, a in meta.attributes.items())
         self.dropped: Counter[str] = Counter()  # columns a rule returned that cannot be written
-        self.resolve_set, self.preflight = resolve_set, preflight
+        self.entity_sets, self.preflight = entity_sets, preflight
         self.odata_type = f"Microsoft.Dynamics.CRM.{meta.logical_name}"
 
     def plan(self, group_id: str, records: Sequence[Mapping[str, Any]],
              strategy: Strategy) -> tuple[list[PlannedMerge], list[AuditRows]]:
         pk = self.meta.primary_id
         ordered = sorted(records, key=lambda r: str(r.get(pk) or ""))
-        target_raw = strategy(ordered)
-        subs = sorted((r for r in ordered if r is not target_raw), key=lambda r: _merge_order(r, pk))
+        target_raw = strategy(list(ordered))
+        target_id = str(target_raw.get(pk))
+        subs = sorted((r for r in ordered if str(r.get(pk)) != target_id), key=lambda r: _merge_order(r, pk))
         after = _Rec.parse(target_raw)
         merges: list[PlannedMerge] = []
         audits: list[AuditRows] = []
@@ -139,14 +136,14 @@ class Planner:
                 findings += check_merge(self.entity, new_after.row, sub.row, self.preflight, absorbed=absorbed,
                                         target_before=after.row)
             merges.append(PlannedMerge(
-                group_id=group_id, order=order, target_id=str(target_raw.get(pk)), subordinate_id=sub_id,
+                group_id=group_id, order=order, target_id=target_id, subordinate_id=sub_id,
                 update_content=update, changed_fields=tuple(logical_name(c) for c in write),
                 preflight=tuple(findings), target_modifiedon=target_raw.get("modifiedon"),
                 subordinate_modifiedon=sub_raw.get("modifiedon"),
             ))
             shown = _Rec(write, {c: new_after.notes[c] for c in write if c in new_after.notes})
             audits.append(AuditRows(sub_id, sub.display(), after.display(), shown.display(), new_after.display()))
-            if any(f.severity == FAIL for f in findings):
+            if any(f.severity is Severity.FAIL for f in findings):
                 continue  # Dataverse will refuse this merge: later merges must not count on its changes
             absorbed.append(sub_id)
             after = new_after
@@ -187,8 +184,9 @@ class Planner:
             notes[col] = sub.notes.get(col, {}) if from_sub else {}
         if self.entity == "incident":  # the service ignores UpdateContent when merging cases
             if write:
-                findings.append(Finding("update_ignored", "warn", "Dataverse does not apply UpdateContent when "
-                                        "merging cases: " + ", ".join(map(logical_name, write)) + " will not change."))
+                findings.append(Finding("update_ignored", Severity.WARN, "Dataverse does not apply UpdateContent "
+                                        "when merging cases: " + ", ".join(map(logical_name, write))
+                                        + " will not change."))
             return write, update, findings, after
         return write, update, findings, _Rec({**after.row, **write}, {**after.notes, **notes})
 
@@ -196,18 +194,30 @@ class Planner:
         """`_x_value: id` -> (`nav@odata.bind`, `/entityset(id)`), or a warning when that cannot be worked out."""
         attr = logical_name(col)
         if value is None:
-            return Finding("lookup_dropped", "warn", f"{attr}: a merge cannot clear a lookup; not written "
-                                                     "(clear it in Dataverse after merging if needed).")
+            return Finding("lookup_dropped", Severity.WARN, f"{attr}: a merge cannot clear a lookup; not written "
+                                                            "(clear it in Dataverse after merging if needed).")
         meta_attr = self.meta.attributes.get(attr)
         targets = meta_attr.targets if meta_attr is not None else ()
         notes = source or {}
-        table = notes.get(_LOOKUP_TABLE) or (targets[0] if len(targets) == 1 else None)
-        entity_set = self.resolve_set(table) if table and self.resolve_set else None
+        table = notes.get(LOOKUP_TABLE) or (targets[0] if len(targets) == 1 else None)
+        entity_set = self.entity_sets.get(table) if table else None
         if not table or not entity_set:
-            return Finding("lookup_dropped", "warn", f"{attr} = {value}: cannot tell which table it points to; "
-                                                     "not written.")
-        nav = notes.get(_NAV) or (attr if len(targets) <= 1 else f"{attr}_{table}")
+            return Finding("lookup_dropped", Severity.WARN, f"{attr} = {value}: cannot tell which table it points "
+                                                            "to; not written.")
+        nav = notes.get(NAV_PROPERTY) or (attr if len(targets) <= 1 else f"{attr}_{table}")
         return f"{nav}@odata.bind", f"/{entity_set}({value})"
+
+
+def plan_all(planner: Planner, groups: Sequence[Group], records: Mapping[str, Mapping[str, Any]],
+             strategy: Strategy, audit: AuditSink) -> list[PlannedMerge]:
+    """Every group through the planner, in order; each subordinate's audit rows go to `audit` as planned."""
+    merges: list[PlannedMerge] = []
+    for group in groups:
+        planned, audits = planner.plan(group.group_id, [records[i] for i in group.record_ids], strategy)
+        for rows in audits:
+            audit.add(rows)
+        merges += planned
+    return merges
 
 
 def _merge_order(record: Mapping[str, Any], pk: str) -> tuple[bool, str, str]:

@@ -18,7 +18,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from runfolder.state import Finding
+from dataverse.odata import LOOKUP_TABLE
+from runfolder.state import Finding, Severity
 
 Row = Mapping[str, Any]
 
@@ -29,7 +30,7 @@ PARENT_COLUMN = {"account": "_parentaccountid_value", "contact": "_parentcustome
 MAX_CHILD_CASES = 100
 
 FAIL, FAIL_IF_PARENTING, FAIL_IF_MARKETING_PLUGIN, WARN = (
-    "fail", "fail_if_parenting", "fail_if_marketing_plugin", "warn")
+    Severity.FAIL, Severity.FAIL_IF_PARENTING, Severity.FAIL_IF_MARKETING_PLUGIN, Severity.WARN)
 
 # Every code this module writes, with its severity: step 4 reads codes back from merges.csv through this.
 SEVERITY = {
@@ -41,7 +42,7 @@ SEVERITY = {
 }
 
 
-def severity_of(code: str) -> str:
+def severity_of(code: str) -> Severity:
     """The severity of a finding code read back from merges.csv; an unknown code only warns."""
     return SEVERITY.get(code, WARN)
 
@@ -231,7 +232,7 @@ def parent_chains(entity: str, entity_set: str, primary_id: str, records: Mappin
 
 
 def _same_table_parent(row: Row, column: str, entity: str) -> str | None:
-    value, table = row.get(column), row.get(column + "@Microsoft.Dynamics.CRM.lookuplogicalname")
+    value, table = row.get(column), row.get(column + LOOKUP_TABLE)
     if not value or (table and table != entity):
         return None  # no parent, or one in another table (a contact's account): not part of this hierarchy
     return str(value).lower()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-# A record id as run files hold it: a lower-case GUID without braces.
-GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+from dataverse.odata import GUID
 
 MERGES_CSV_COLUMNS = [
     "group_id", "order", "target_id", "subordinate_id", "preflight", "changed_fields", "update_content",
@@ -65,13 +64,35 @@ def _list(value: Any) -> list[Any]:
     return value
 
 
+class Severity(StrEnum):
+    """When a pre-flight finding bites: always, never (a note), or only under one of step 4's settings."""
+
+    FAIL = "fail"
+    FAIL_IF_PARENTING = "fail_if_parenting"
+    FAIL_IF_MARKETING_PLUGIN = "fail_if_marketing_plugin"
+    WARN = "warn"
+
+
+class MergeStatus(StrEnum):
+    """A merge's outcome as the journal records it."""
+
+    MERGED = "merged"
+    ALREADY_MERGED = "already_merged"   # found merged into its target (an earlier answer was lost)
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    @property
+    def done(self) -> bool:
+        return self in (MergeStatus.MERGED, MergeStatus.ALREADY_MERGED)
+
+
 @dataclass(frozen=True)
 class Finding:
-    """A pre-flight verdict on one planned merge. severity: fail | fail_if_parenting |
-    fail_if_marketing_plugin | warn."""
+    """A pre-flight verdict on one planned merge: a code (planning.preflight.Check), when it bites, and
+    the service's own wording of the refusal it predicts."""
 
     code: str
-    severity: str
+    severity: Severity
     message: str
 
 

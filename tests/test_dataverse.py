@@ -18,7 +18,7 @@ from dataverse import (
     validate_entity_name,
     validate_guid,
 )
-from errors import DataverseError, OutcomeUnknownError, UsageError
+from errors import DataverseError, NotFoundError, OutcomeUnknownError, UsageError
 
 try:
     from script_server import DROP, Received, ScriptServer
@@ -260,6 +260,7 @@ def test_error_mapping(server: ScriptServer, tokens: RecordingTokens, status: in
     e = info.value
     assert (e.status, e.code, e.request_id) == (status, code, "req-42")
     assert e.message == f"Dataverse refused PATCH contacts(1) (HTTP {status} {code}): {message}"
+    assert isinstance(e, NotFoundError) is (status == 404)
     assert server.received[0].headers["if-match"] == "*"
 
 

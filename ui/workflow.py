@@ -16,6 +16,7 @@ import group_duplicates as group_step
 from dataverse import DataverseClient
 from dataverse.duplicate_rules import describe, published_rules
 from errors import RunStateError, UsageError
+from planning import step
 from runfolder.folder import RunFolder
 from ui.console import Console
 
@@ -158,8 +159,8 @@ def prepare(app: App) -> int:
     entity = app.answers.get("entity")
     run = app.folder()
     target = app.answers.get("target")
-    result = prepare_step.run(app.client, run, prepare_step.PrepareSettings(entity=entity, target_strategy=target))
-    for line in prepare_step.summary_lines(result):
+    result = prepare_step.run(app.client, run, step.PrepareSettings(entity=entity, target_strategy=target))
+    for line in step.summary_lines(result):
         app.console.say(line)
     app.console.say("Nothing was written to Dataverse. Review the audit files, edit the merge logic in "
                     "prepare_duplicates.py if needed and rerun step 3; then step 4 (Merge duplicates).")

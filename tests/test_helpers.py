@@ -1,4 +1,5 @@
-"""merge_helpers: one small table per helper. Rows are plain dicts, None = empty (never NaN)."""
+"""planning/helpers.py: one small table per helper, each called as (result, target, subordinate, column).
+Rows are plain dicts, None = empty (never NaN)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def test_same_text_and_same_phone(a: object, b: object, text: bool, phone: bool)
     ({}, {}, False, {"c": False}),
 ])
 def test_fill_empty(target: dict, result: dict, sub_val: object, expected: dict) -> None:
-    mh.fill_empty(result, target, "c", sub_val)
+    before = dict(result)
+    assert mh.fill_empty(result, target, {"c": sub_val}, "c") is (expected != before)
     assert result == expected
 
 
@@ -54,7 +56,7 @@ def test_fill_empty(target: dict, result: dict, sub_val: object, expected: dict)
 ])
 def test_take_subordinate(target: dict, sub_val: object, expected: dict) -> None:
     result: dict = {}
-    assert mh.take_subordinate(result, target, "c", sub_val) is bool(expected)
+    assert mh.take_subordinate(result, target, {"c": sub_val}, "c") is bool(expected)
     assert result == expected
 
 
@@ -69,7 +71,7 @@ def test_take_subordinate(target: dict, sub_val: object, expected: dict) -> None
 ])
 def test_true_wins(target_val: object, sub_val: object, expected: dict) -> None:
     result: dict = {}
-    mh.true_wins(result, {"f": target_val}, "f", sub_val)
+    assert mh.true_wins(result, {"f": target_val}, {"f": sub_val}, "f") is bool(expected)
     assert result == expected
 
 
@@ -101,19 +103,19 @@ E1, E2, E3 = mh.EMAIL_SLOTS
     ({E1: "a@x.com"}, {}, None, None, {}),
 ])
 def test_demote_to_slot(target: dict, result: dict, value: str | None, slot: str | None, expected: dict) -> None:
-    assert mh.demote_to_slot(result, target, value) == slot
+    assert mh.demote_to_slot(result, target, {E1: value}, E1) == slot
     assert result == expected
 
 
-def test_demote_to_slot_for_phones_compares_digits_and_can_include_the_primary() -> None:
+def test_demote_to_slot_for_phones_compares_digits_and_fills_an_empty_primary() -> None:
     result: dict = {}
     target = {"telephone1": "+44 20 7946 0000"}
-    assert mh.demote_to_slot(result, target, "+44 (20) 7946-0000", mh.PHONE_SLOTS[1:], primary="telephone1",
+    assert mh.demote_to_slot(result, target, {"telephone1": "+44 (20) 7946-0000"}, "telephone1", mh.PHONE_SLOTS,
                              same=mh.same_phone) is None
-    assert mh.demote_to_slot(result, target, "0161 000", mh.PHONE_SLOTS[1:], primary="telephone1",
+    assert mh.demote_to_slot(result, target, {"telephone1": "0161 000"}, "telephone1", mh.PHONE_SLOTS,
                              same=mh.same_phone) == "telephone2"
     empty_primary: dict = {}
-    assert mh.demote_to_slot(empty_primary, {}, "a@x.com", mh.EMAIL_SLOTS) == E1  # first free slot: the primary
+    assert mh.demote_to_slot(empty_primary, {}, {E2: "a@x.com"}, E2) == E1  # first free slot: the primary
 
 
 def test_address_columns_and_is_address() -> None:
@@ -127,7 +129,7 @@ def test_an_address_moves_whole_never_mixed_into_another() -> None:
     target = addr(postalcode="SW1A 1AA", city="London", line1="1 Mall")
     sub = {**addr(postalcode="75001", city="Paris", county="Ile-de-France", latitude=48.8)}
     result: dict = {}
-    assert mh.move_address_to(result, target, sub)
+    assert mh.move_address(result, target, sub)
     assert result == {"address2_postalcode": "75001", "address2_city": "Paris", "address2_county": "Ile-de-France",
                       "address2_latitude": 48.8}
     filled: dict = {}
@@ -164,12 +166,12 @@ def test_fill_address_fills_only_missing_parts() -> None:
     assert result == {"address1_city": "London", "address1_country": "UK"}
 
 
-def test_move_address_to_slot_only_when_the_slot_is_empty() -> None:
+def test_move_address_to_a_slot_only_when_the_slot_is_empty() -> None:
     sub = addr(line1="9 Low Rd", city="Leeds", postalcode="LS1 1AA")
     result: dict = {}
-    assert mh.move_address_to(result, addr(line1="1 High St"), sub, "address2")
+    assert mh.move_address(result, addr(line1="1 High St"), sub, "address1", "address2")
     assert result == addr("address2", line1="9 Low Rd", city="Leeds", postalcode="LS1 1AA")
     taken: dict = {}
-    assert not mh.move_address_to(taken, {"address2_city": "York"}, sub, "address2")
+    assert not mh.move_address(taken, {"address2_city": "York"}, sub, "address1", "address2")
     assert taken == {}
-    assert not mh.move_address_to({}, {}, {}, "address2")  # nothing to move
+    assert not mh.move_address({}, {}, {}, "address1", "address2")  # nothing to move
