@@ -22,6 +22,13 @@ EPILOG = """\
   time, 52 concurrent: Dataverse's numbers) | W,R,E,C (window seconds, requests, execution seconds,
   concurrent), e.g. 10,200,40,52 for the real limits scaled to a 10 s window.
 
+--web-servers N models an environment with N web servers over one database. Dataverse enforces the
+  service protection limits per user per web server. A response sets the cookies ARRAffinity and
+  ARRAffinitySameSite (64 hex digits naming the server); a request that sends either back goes to that
+  server, one without goes to the next server in turn. So a client that drops the cookie gets N times one
+  server's ceiling; one that keeps it gets one server's. Each response's x-ms-dop-hint and
+  x-ms-ratelimit-* headers are those of the server that answered.
+
 --faults takes a comma-separated list of:
   503=SHARE          answer that share of requests with 503 before processing them (Retry-After: 1)
   drop=SHARE         process that share of requests, then close the connection without answering
@@ -69,6 +76,12 @@ def _non_negative(value: str) -> float:
     return number
 
 
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return int(value)
+
+
 def _port(value: str) -> int:
     if not value.isdigit() or int(value) > 65535:
         raise argparse.ArgumentTypeError(f"{value!r} is not a port number (0-65535; 0 picks a free one)")
@@ -86,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=_non_negative, default=0.0, help="added to every request")
     p.add_argument("--merge-ms", type=_non_negative, default=0.0, help="server time of one Merge (execution time)")
     p.add_argument("--limits", type=_limits, default=None, help="off | realistic | W,R,E,C (see below)")
+    p.add_argument("--web-servers", type=_positive, default=1, metavar="N",
+                   help="web servers behind the load balancer, each enforcing --limits on its own (default 1)")
     p.add_argument("--require-token", default=None, help="accept only this exact bearer token")
     p.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate: serve https")
     p.add_argument("--tls-key", type=Path, default=None, help="PEM private key for --tls-cert")
@@ -102,7 +117,7 @@ def options_from_args(args: argparse.Namespace) -> EmulatorOptions:
         args.dataset, host=args.host, port=args.port, seed=args.seed, latency_ms=args.latency_ms,
         merge_ms=args.merge_ms, limits=args.limits, require_token=args.require_token, tls_cert=args.tls_cert,
         tls_key=args.tls_key, faults=args.faults, state_file=args.state_file,
-        duplicate_records=args.duplicate_records, job_seconds=args.job_seconds,
+        duplicate_records=args.duplicate_records, job_seconds=args.job_seconds, web_servers=args.web_servers,
     )
 
 

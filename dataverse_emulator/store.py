@@ -46,6 +46,7 @@ class RequestLogEntry:
     status: int
     duration_ms: float
     user: str = ""
+    web_server: int = 0  # which of the environment's web servers answered (webservers.py)
 
 
 @dataclass
