@@ -12,8 +12,11 @@ gt/ge/lt/le comparisons stay cheap (slicing, no parsing) and the key can travel 
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
+
+_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def canonical_guid(value: Any) -> str:
@@ -30,4 +33,6 @@ def sql_guid_key(guid: str) -> str:
 
 def sql_guid_key_of(value: Any) -> str:
     """sql_guid_key of any GUID spelling (validated); ValueError when it is not a GUID."""
+    if isinstance(value, str) and _CANONICAL.fullmatch(value):  # the store's own form: no parsing
+        return sql_guid_key(value)
     return sql_guid_key(canonical_guid(value))

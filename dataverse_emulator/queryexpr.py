@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .fetchxml import attr_type, entity_meta, fetch_to_query, query_error
-from .guids import canonical_guid, sql_guid_key
+from .guids import sql_guid_key_of
 from .schema import BIGINT, BOOLEAN, DATETIME, DECIMAL, INTEGER, MONEY, PICKLIST, STATE, STATUS, UNIQUEID, Entity
 from .serialize import normalize_datetime
 from .store import Ref, Store
@@ -152,7 +152,7 @@ def _norm_date(value: Any) -> str | None:
 
 def _guid_order_converter(base: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """For gt/ge/lt/le/between on a GUID column: SQL Server's uniqueidentifier order (guids.py)."""
-    return lambda v: None if (g := base(v)) is None else sql_guid_key(canonical_guid(g))
+    return lambda v: None if (g := base(v)) is None else sql_guid_key_of(g)
 
 
 def _compile_condition(meta: Entity, cond: dict[str, Any], caller_id: str) -> Pred:
