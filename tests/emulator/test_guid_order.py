@@ -140,3 +140,24 @@ def test_guid_range_with_a_bad_value_is_refused(make_emulator: Any, make_api: An
                            [guid_condition("contactid", "GreaterEqual", "not-a-guid")])
     resp = api.post("BulkDetectDuplicates", json={"Query": query, "JobName": "bad"})
     assert resp.status_code == 400 and "contactid" in resp.json()["error"]["message"]
+
+
+def test_lookup_columns_compare_in_the_same_order(make_emulator: Any, make_api: Any) -> None:
+    from dataverse_emulator.queryexpr import evaluate
+    from dataverse_emulator.store import Ref
+
+    dv = make_emulator("empty")
+    for i, account in enumerate(SQL_ORDER):
+        dv.store.insert("account", {"accountid": account, "name": f"Parent {i}"})
+        dv.store.insert("contact", {"lastname": f"Child {i}", "parentcustomerid": Ref("account", account)})
+    api = make_api(dv)
+    middle = SQL_ORDER[8]
+    flt = quote(f"_parentcustomerid_value ge {middle}")
+    got = read_all(api, "contacts?$select=_parentcustomerid_value&$filter=" + flt, "_parentcustomerid_value")
+    assert sorted(got, key=sql_guid_key) == SQL_ORDER[8:]
+    ordered = read_all(api, "contacts?$select=_parentcustomerid_value&$orderby=_parentcustomerid_value desc"
+                            "&$filter=_parentcustomerid_value ne null", "_parentcustomerid_value", page_size=4)
+    assert ordered == SQL_ORDER[::-1]
+    query = {"EntityName": "contact", "Criteria": {"FilterOperator": "And", "Conditions": [
+        guid_condition("parentcustomerid", "LessThan", "{" + middle.upper() + "}")]}}
+    assert sorted((r["parentcustomerid"].id for r in evaluate(dv.store, query)), key=sql_guid_key) == SQL_ORDER[:8]
