@@ -1,13 +1,17 @@
 """Load benchmark of the Dataverse emulator: many client threads hammering reads and creates for a few seconds.
 
-    python bench/emulator_load.py [--threads 50] [--seconds 5] [--limits 5,5000,60,52] [--json PATH]
+    python bench/emulator_load.py [--threads 50] [--seconds 5] [--limits 5,5000,60,52] [--web-servers 1]
+                                  [--json PATH]
 
 The emulator runs in its own process (`python -m dataverse_emulator`, as a user runs it), so the clients'
 interpreter lock does not throttle it; `--in-process` runs it on a thread of this process instead.
 Each thread has its own requests.Session (keep-alive, no cookies kept) and loops over a mix of operations:
 GET one record by id, a `$filter` query with `Microsoft.Dynamics.CRM.In` over 20 ids, and a create. A 429 is
-expected under the limits and honoured (the thread waits its Retry-After, capped by the time left). Prints a
-table; exits 1 if any answer other than a success or a 429 appeared, so it doubles as a soak check.
+expected under the limits and honoured (the thread waits its Retry-After, capped by the time left). With
+`--web-servers N` the emulator has N web servers, each enforcing the limits on its own; the clients drop the
+affinity cookie, so they are spread over all of them and the request ceiling is N times one server's. Prints a
+table (with the answers per web server); exits 1 if any answer other than a success or a 429 appeared, so it
+doubles as a soak check.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dataverse_emulator import start_emulator  # noqa: E402 - after the path tweak above
+from dataverse_emulator.options import Limits  # noqa: E402
 
 
 @dataclass
@@ -44,6 +49,7 @@ class Tally:
     other_errors: int = 0
     errors_seen: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
+    per_server: dict[str, int] = field(default_factory=dict)  # answers per ARRAffinity value
 
 
 def _one(session: requests.Session, api: str, ids: list[str], rng: random.Random) -> requests.Response:
@@ -72,9 +78,11 @@ def _worker(api: str, ids: list[str], deadline: float, seed: int, tally: Tally, 
             except requests.RequestException as exc:
                 status, detail = -1, f"{type(exc).__name__}: {exc}"
             elapsed_ms = (time.perf_counter() - started) * 1000.0
+            server = session.cookies.get("ARRAffinity", "?")[:8] if status > 0 else "?"
             session.cookies.clear()  # no affinity cookie, as Microsoft recommends for throughput
             with lock:
                 tally.requests += 1
+                tally.per_server[server] = tally.per_server.get(server, 0) + 1
                 tally.latencies_ms.append(elapsed_ms)
                 if 200 <= status < 300:
                     tally.ok += 1
@@ -89,16 +97,17 @@ def _worker(api: str, ids: list[str], deadline: float, seed: int, tally: Tally, 
 
 
 @contextlib.contextmanager
-def emulator_url(limits: str, in_process: bool) -> Iterator[str]:
-    """The API root of a fresh empty emulator with the given limits."""
+def emulator_url(limits: str, in_process: bool, web_servers: int = 1) -> Iterator[str]:
+    """The API root of a fresh empty emulator with the given limits and web servers."""
     if in_process:
-        with start_emulator("empty", limits=limits) as dv:
+        with start_emulator("empty", limits=limits, web_servers=web_servers) as dv:
             yield dv.api_url
         return
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.Popen([sys.executable, "-m", "dataverse_emulator", "--port", "0", "--dataset", "empty",
-                             "--limits", limits], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+                             "--limits", limits, "--web-servers", str(web_servers)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
@@ -134,8 +143,9 @@ def _seed(api: str, records: int) -> list[str]:
     return ids
 
 
-def run(threads: int, seconds: float, limits: str, records: int, in_process: bool) -> dict[str, object]:
-    with emulator_url(limits, in_process) as api:
+def run(threads: int, seconds: float, limits: str, records: int, in_process: bool,
+        web_servers: int = 1) -> dict[str, object]:
+    with emulator_url(limits, in_process, web_servers) as api:
         ids = _seed(api, records)
         tally, lock = Tally(), threading.Lock()
         deadline = time.monotonic() + seconds
@@ -148,8 +158,11 @@ def run(threads: int, seconds: float, limits: str, records: int, in_process: boo
             w.join()
         wall = time.monotonic() - started
     lat = sorted(tally.latencies_ms) or [0.0]
+    parsed = Limits.parse(limits)
+    ceiling = web_servers * parsed.max_requests / parsed.window_s if parsed is not None else None
     return {
         "threads": threads, "seconds": round(wall, 2), "limits": limits, "in_process": in_process,
+        "web_servers": web_servers, "request_ceiling_per_s": round(ceiling, 1) if ceiling is not None else None,
         **{k: v for k, v in asdict(tally).items() if k not in ("latencies_ms", "errors_seen")},
         "req_per_s": round(tally.requests / wall, 1), "ok_per_s": round(tally.ok / wall, 1),
         "p50_ms": round(statistics.median(lat), 2), "p95_ms": round(lat[int(0.95 * (len(lat) - 1))], 2),
@@ -163,17 +176,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--limits", default="5,5000,60,52", help="W,R,E,C as for the emulator (default 5,5000,60,52)")
     p.add_argument("--records", type=int, default=2000, help="contacts in the store before the run")
+    p.add_argument("--web-servers", type=int, default=1, help="web servers in the emulator (default 1)")
     p.add_argument("--in-process", action="store_true", help="run the emulator on a thread of this process")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
-    figures = run(args.threads, args.seconds, args.limits, args.records, args.in_process)
+    figures = run(args.threads, args.seconds, args.limits, args.records, args.in_process, args.web_servers)
     rows = [("threads", figures["threads"]), ("seconds", figures["seconds"]), ("limits", figures["limits"]),
+            ("web servers", figures["web_servers"]), ("ceiling req/s", figures["request_ceiling_per_s"]),
             ("requests", figures["requests"]), ("ok", figures["ok"]), ("429", figures["throttled"]),
             ("other errors", figures["other_errors"]), ("req/s", figures["req_per_s"]),
             ("ok/s", figures["ok_per_s"]), ("p50 ms", figures["p50_ms"]), ("p95 ms", figures["p95_ms"])]
     print("emulator load benchmark")
     for name, value in rows:
         print(f"  {name:<14}{value:>12}")
+    for server, count in sorted(figures["per_server"].items()):  # type: ignore[union-attr]
+        print(f"  {'server ' + server:<14}{count:>12}")
     for err in figures["errors_seen"]:  # type: ignore[union-attr]
         print(f"  error: {err}")
     if args.json is not None:

@@ -22,6 +22,13 @@ EPILOG = """\
   time, 52 concurrent: Dataverse's numbers) | W,R,E,C (window seconds, requests, execution seconds,
   concurrent), e.g. 10,200,40,52 for the real limits scaled to a 10 s window.
 
+--web-servers N models an environment with N web servers over one database. Dataverse enforces the
+  service protection limits per user per web server. A response sets the cookies ARRAffinity and
+  ARRAffinitySameSite (64 hex digits naming the server); a request that sends either back goes to that
+  server, one without goes to the next server in turn. So a client that drops the cookie gets N times one
+  server's ceiling; one that keeps it gets one server's. Each response's x-ms-dop-hint and
+  x-ms-ratelimit-* headers are those of the server that answered.
+
 --faults takes a comma-separated list of:
   503=SHARE          answer that share of requests with 503 before processing them (Retry-After: 1)
   drop=SHARE         process that share of requests, then close the connection without answering
@@ -31,18 +38,22 @@ EPILOG = """\
   deny-merge=ID;ID   the caller lacks the privilege to merge these records (ids separated by ; or |)
   e.g. --faults "503=0.05,drop=0.01,slow=0.02:3,token-ttl=3600"
 
---dataset takes: demo | empty | synthetic:N (N contacts, for benchmarks) | PATH.json (a saved state).
+--dataset takes: demo | empty | synthetic:N (N contacts, for benchmarks) | synthetic-partitions:N (at
+  least N contacts with duplicates in known groups - pairs, triples, chains - plus N/2 without: with
+  N >= 15000 one detection job over "Active Contacts for Duplicate Checking" hits the 5,000 cap, so the
+  view must be split into partitions by contactid or createdon ranges) | PATH.json (a saved state).
 """
 
 
 def _dataset(value: str) -> str:
-    if value in ("demo", "empty") or re.fullmatch(r"synthetic:\d+", value):
+    if value in ("demo", "empty") or re.fullmatch(r"synthetic(-partitions)?:\d+", value):
         return value
     if value.endswith(".json"):
         if not Path(value).is_file():
             raise argparse.ArgumentTypeError(f"no such dataset file: {value}")
         return value
-    raise argparse.ArgumentTypeError(f"{value!r} is not demo, empty, synthetic:N or a .json file")
+    raise argparse.ArgumentTypeError(f"{value!r} is not demo, empty, synthetic:N, synthetic-partitions:N or a .json "
+                                     "file")
 
 
 def _limits(value: str) -> Limits | None:
@@ -69,6 +80,12 @@ def _non_negative(value: str) -> float:
     return number
 
 
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return int(value)
+
+
 def _port(value: str) -> int:
     if not value.isdigit() or int(value) > 65535:
         raise argparse.ArgumentTypeError(f"{value!r} is not a port number (0-65535; 0 picks a free one)")
@@ -81,11 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=0, help="port (default 0: a free one)")
-    p.add_argument("--dataset", type=_dataset, default="demo", help="demo | empty | synthetic:N | PATH.json")
+    p.add_argument("--dataset", type=_dataset, default="demo",
+                   help="demo | empty | synthetic:N | synthetic-partitions:N | PATH.json")
     p.add_argument("--seed", type=int, default=1, help="seed for datasets and faults (default 1)")
     p.add_argument("--latency-ms", type=_non_negative, default=0.0, help="added to every request")
     p.add_argument("--merge-ms", type=_non_negative, default=0.0, help="server time of one Merge (execution time)")
     p.add_argument("--limits", type=_limits, default=None, help="off | realistic | W,R,E,C (see below)")
+    p.add_argument("--web-servers", type=_positive, default=1, metavar="N",
+                   help="web servers behind the load balancer, each enforcing --limits on its own (default 1)")
     p.add_argument("--require-token", default=None, help="accept only this exact bearer token")
     p.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate: serve https")
     p.add_argument("--tls-key", type=Path, default=None, help="PEM private key for --tls-cert")
@@ -102,7 +122,7 @@ def options_from_args(args: argparse.Namespace) -> EmulatorOptions:
         args.dataset, host=args.host, port=args.port, seed=args.seed, latency_ms=args.latency_ms,
         merge_ms=args.merge_ms, limits=args.limits, require_token=args.require_token, tls_cert=args.tls_cert,
         tls_key=args.tls_key, faults=args.faults, state_file=args.state_file,
-        duplicate_records=args.duplicate_records, job_seconds=args.job_seconds,
+        duplicate_records=args.duplicate_records, job_seconds=args.job_seconds, web_servers=args.web_servers,
     )
 
 

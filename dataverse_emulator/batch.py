@@ -6,6 +6,9 @@ in later URLs and `@odata.bind` values of the same change set. Without `Prefer: 
 batch stops at the first failure and the outer status is that failure's. As in Dataverse, the batch counts as one
 request against the request-count limit while its parts' execution time all counts (the outer request holds the
 limiter ticket). Merge execution time inside a change set is slept after the transaction, off store.lock.
+Parts outside change sets may be any GET: queries, records, and function calls with parameter aliases
+(`RetrieveDuplicates(BusinessEntity=@b,...)?@b=...`), routed exactly as outside a batch. At most 1000 requests,
+change set parts included; more is refused with the texts Dataverse answers.
 """
 
 from __future__ import annotations
@@ -122,14 +125,23 @@ def _count(parts: list[_Part]) -> int:
     return sum(len(p.changeset) if p.request is None else 1 for p in parts)
 
 
+def _check_size(parts: list[_Part]) -> None:
+    """At most 1000 requests, change set parts included (the texts are those Dataverse answered)."""
+    if any(p.request is None and len(p.changeset) > MAX_REQUESTS for p in parts):
+        raise bad_request(f"The current change set contains too many operations. A maximum number of "
+                          f"'{MAX_REQUESTS}' operations are allowed in a change set.")
+    if _count(parts) > MAX_REQUESTS:
+        raise bad_request(f"The current batch message contains too many parts. Only batch messages with a maximum "
+                          f"number of '{MAX_REQUESTS}' query operations, including changeset operations, are "
+                          "allowed.")
+
+
 def handle_batch(app: Emulator, req: ApiRequest, caller: str) -> ApiResponse:
     if req.method.upper() != "POST":
         raise ServiceError(405, "0x80060888", "$batch only accepts POST.")
     boundary = _boundary(req.header("content-type"))
     parts = _parse_parts(req.body.decode("utf-8", errors="replace"), boundary)
-    if _count(parts) > MAX_REQUESTS:
-        raise bad_request(f"The number of requests in the batch ({_count(parts)}) exceeds the limit of "
-                          f"{MAX_REQUESTS}.")
+    _check_size(parts)
     continue_on_error = "odata.continue-on-error" in parse_prefer(req.header("prefer"))
     out_boundary = f"batchresponse_{uuid.uuid4()}"
     chunks: list[str] = []

@@ -1,4 +1,5 @@
-"""Datasets the emulator starts with: `empty`, `demo`, `synthetic:N`, or a JSON file (Store.load_json format).
+"""Datasets the emulator starts with: `empty`, `demo`, `synthetic:N`, `synthetic-partitions:N`, or a JSON file
+(Store.load_json format).
 
 Every built dataset has the same base: the caller, systemuser "Demo Admin" (`DEMO_ADMIN_ID`); system views
 (savedquery) "Active Contacts for Duplicate Checking", "Active Accounts for Duplicate Checking", "Active
@@ -18,6 +19,9 @@ the seed. `synthetic:N` is N contacts and N/20 accounts built for speed (100k in
   `+1 425 {c:07d}`, C has `chain{c}.c@dup.synthetic.example`;
 - every other contact has a unique e-mail (`...@mail.synthetic.example`) and phone; 5% have no e-mail.
 Dates are ISO `YYYY-MM-DDTHH:MM:SSZ` between 2015 and 2025.
+
+`synthetic-partitions:N` (partitions_data.py) has at least N contacts with duplicates, more than one detection
+job may report when N >= 5000, in groups `dataset_groups(name, seed)` lists (pairs, triples, chains).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from . import demo_data
+from . import demo_data, partitions_data
+from .partitions_data import KnownGroup
 from .store import Ref, Store
 
 DEMO_ADMIN_ID = "4dd0e4a5-0000-4000-8000-00000000a001"
@@ -116,6 +121,10 @@ def load_dataset(store: Store, name: str, seed: int) -> None:
             builder = Builder(store, seed)
             add_base(builder)
             demo_data.build(builder)
+        elif name.startswith(partitions_data.PREFIX):
+            builder = Builder(store, seed)
+            add_base(builder)
+            partitions_data.build(store, builder.owner, partitions_data.parse_count(name), seed)
         elif name.startswith("synthetic:"):
             count = int(name.partition(":")[2])
             builder = Builder(store, seed)
@@ -126,7 +135,14 @@ def load_dataset(store: Store, name: str, seed: int) -> None:
             if store.get("systemuser", DEMO_ADMIN_ID) is None:
                 _add_admin(store)
         else:
-            raise ValueError(f"unknown dataset {name!r}: use empty, demo, synthetic:N or a JSON file")
+            raise ValueError(f"unknown dataset {name!r}: use empty, demo, synthetic:N, synthetic-partitions:N or a "
+                             "JSON file")
+
+
+def dataset_groups(name: str, seed: int = 1) -> list[KnownGroup]:
+    """The designed duplicate groups of a generated dataset (today `synthetic-partitions:N`), each with its kind
+    and contact ids, for tests to compare with what detection and grouping find. ValueError for other names."""
+    return partitions_data.known_groups(name, seed)
 
 
 def admin_id(store: Store) -> str:

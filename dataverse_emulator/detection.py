@@ -26,6 +26,7 @@ from typing import Any
 from .context import Context
 from .errors import ServiceError, bad_request, not_found
 from .fetchxml import entity_meta
+from .guids import sql_guid_key
 from .queryexpr import compile_query, normalize_query
 from .rules import Rule, published_rules
 from .schema import Entity
@@ -137,7 +138,7 @@ def _compute(ctx: Context, job: _Job) -> list[dict[str, Any]] | None:
         return None
     meta, pred = compile_query(store, job.query, job.caller)
     base_rows = sorted((r for r in store.rows(meta.name) if pred(r)),
-                       key=lambda r: (r.get("createdon") or "", r[meta.primary_id]))
+                       key=lambda r: (r.get("createdon") or "", sql_guid_key(r[meta.primary_id])))
     indexes = {rule.id: build_index(store, rule) for rule in rules}
     pairs_mode = ctx.options.duplicate_records == "pairs"
     cap = ctx.options.max_job_duplicates
@@ -216,7 +217,7 @@ def retrieve_duplicates(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
             row = store.get(matching.name, row_id)
             if row is not None:
                 found[row_id] = row
-    ordered = sorted(found.values(), key=lambda r: (r.get("createdon") or "", r[matching.primary_id]))
+    ordered = sorted(found.values(), key=lambda r: (r.get("createdon") or "", sql_guid_key(r[matching.primary_id])))
     page = _page(ordered, params.get("PagingInfo"))
     with store.lock:
         value = [record_to_json(store, matching.name, row, None, False, ctx.api_url) for row in page]

@@ -10,7 +10,8 @@ A1 case parents, A2 parenting, A3 child-case limit, A4 active quote, A5 hierarch
 move to the master (`schema.MERGE_CASCADES`; the marketing plugin fires when list memberships move, after
 the other rows have moved, so a rollback is real), the master gets UpdateContent (modifiedon bumped) and the
 subordinate is deactivated (`Entity.merged_state`, `merged = true`, `masterid`). Then
-`counters.merge_success[sub] += 1`. A list membership never doubles: when the master is already in the
+`counters.merge_success[sub] += 1` once the transaction commits (a merge undone with its `$batch` change set
+is not counted). A list membership never doubles: when the master is already in the
 subordinate's list, the subordinate's row is deleted (and the list's membercount drops by one).
 
 Statuses and codes (the service's codes where documented; status 400 unless said):
@@ -77,8 +78,7 @@ def merge(ctx: Context, params: dict[str, Any]) -> None:
         store.update(req.entity, req.sub_id, {
             "statecode": state, "statuscode": status, "merged": True, "masterid": req.master_ref, **caller,
         })
-    with store.lock:
-        store.counters.merge_success[req.sub_id] += 1
+        store.after_commit(lambda: store.counters.merge_success.update([req.sub_id]))
 
 
 def parse_request(params: dict[str, Any]) -> MergeRequest:

@@ -21,6 +21,7 @@ from odata_query.grammar import ODataLexer, ODataParser
 
 from . import schema as S
 from .errors import ServiceError, bad_request
+from .guids import sql_guid_key
 from .prepass import placeholder_index, rewrite
 from .schema import Attr, Entity
 from .serialize import EDM_TYPES, normalize_datetime, resolve_column
@@ -83,6 +84,17 @@ def value_key(attr: Attr, value: Any) -> Any:
     if t == S.UNIQUEID:
         return str(value).lower()
     return value
+
+
+def is_guid(attr: Attr) -> bool:
+    """A uniqueidentifier column: the primary key or a lookup (SQL Server orders these its own way)."""
+    return attr.is_lookup or attr.type == S.UNIQUEID
+
+
+def order_key(attr: Attr, value: Any) -> Any:
+    """value_key, with GUIDs in SQL Server's uniqueidentifier order (guids.py): for sorting and gt/ge/lt/le."""
+    key = value_key(attr, value)
+    return sql_guid_key(key) if key is not None and is_guid(attr) else key
 
 
 def _dt_key(value: str) -> str:
@@ -211,6 +223,9 @@ class _Compiler:
                 return lambda r: None
             want_null = label == "Equal"
             return lambda r: (r.get(name) is None) == want_null
+        if is_guid(attr) and label not in ("Equal", "NotEqual"):
+            lit_key = sql_guid_key(lit)
+            return lambda r: None if (k := order_key(attr, r.get(name))) is None else fn(k, lit_key)
         return lambda r: None if (k := value_key(attr, r.get(name))) is None else fn(k, lit)
 
     def call(self, node: ast.Call) -> Pred:

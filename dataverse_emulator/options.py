@@ -101,3 +101,8 @@ class EmulatorOptions:
     max_page_size: int = 5000
     dop_hint: int = 8                 # x-ms-dop-hint sent on responses
     max_job_duplicates: int = 5000    # the service's cap per detection job
+    web_servers: int = 1              # web servers behind the load balancer, each with its own limits
+
+    def __post_init__(self) -> None:
+        if self.web_servers < 1:
+            raise ValueError(f"web_servers must be at least 1, not {self.web_servers}")

@@ -1,8 +1,9 @@
 """Entity-set queries: the query options (`$select`, `$filter`, `$orderby`, `$top`, `$count`, `$skiptoken`),
 the `Prefer` header, ordering, and Dataverse-style paging with a paging-cookie `$skiptoken`.
 
-Rows are ordered by `$orderby` and then by primary id, and the skiptoken carries the last row's sort values,
-so a next page starts strictly after the previous one whatever was written in between. Callers hold store.lock.
+Rows are ordered by `$orderby` and then by primary id (GUIDs in SQL Server's order, guids.py), and the
+skiptoken carries the last row's sort values, so a next page starts strictly after the previous one whatever
+was written in between. Callers hold store.lock.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import re
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 from urllib.parse import quote, unquote
 
 from .errors import bad_request
-from .odata import Filter, compile_filter, value_key
+from .guids import sql_guid_key
+from .odata import Filter, compile_filter, order_key
 from .schema import Attr, Entity
 from .serialize import resolve_column
 from .store import Store
@@ -144,10 +145,11 @@ def execute(store: Store, meta: Entity, opts: QueryOptions, page_size: int, page
     limit = page_size
     pid = meta.primary_id
     if not opts.orderby:
+        by_id = _id_key(pid)
         if opts.cookie is not None:
-            last_id = opts.cookie.last[-1]
-            rows = [r for r in rows if r[pid] > last_id]
-        page = heapq.nsmallest(limit + 1, rows, key=itemgetter(pid))
+            last_key = opts.cookie.last[-1]
+            rows = [r for r in rows if by_id(r) > last_key]
+        page = heapq.nsmallest(limit + 1, rows, key=by_id)
     else:
         page = _ordered_page(rows, pid, opts, limit)
     more = paged and len(page) > limit
@@ -156,14 +158,19 @@ def execute(store: Store, meta: Entity, opts: QueryOptions, page_size: int, page
     return Page(page, total, token)
 
 
+def _id_key(pid: str) -> Any:
+    """Sort key of a row by its primary key, in SQL Server's uniqueidentifier order (as Dataverse pages)."""
+    return lambda r: sql_guid_key(r[pid])
+
+
 def _sort_values(row: dict[str, Any], orderby: list[tuple[Attr, bool]], pid: str) -> list[Any]:
-    return [value_key(attr, row.get(attr.name)) for attr, _ in orderby] + [row[pid]]
+    return [order_key(attr, row.get(attr.name)) for attr, _ in orderby] + [sql_guid_key(row[pid])]
 
 
 def _ordered_page(rows: list[dict[str, Any]], pid: str, opts: QueryOptions, limit: int) -> list[dict[str, Any]]:
-    rows.sort(key=itemgetter(pid))
+    rows.sort(key=_id_key(pid))
     for attr, desc in reversed(opts.orderby):
-        rows.sort(key=lambda r, a=attr: _null_first(value_key(a, r.get(a.name))), reverse=desc)
+        rows.sort(key=lambda r, a=attr: _null_first(order_key(a, r.get(a.name))), reverse=desc)
     start = 0
     if opts.cookie is not None:
         lo, hi = 0, len(rows)
@@ -196,7 +203,7 @@ def _skiptoken(meta: Entity, opts: QueryOptions, page: list[dict[str, Any]]) -> 
     last = _sort_values(page[-1], opts.orderby, meta.primary_id)
     for (attr, _), value in zip(opts.orderby, last, strict=False):
         ET.SubElement(root, attr.name, last=json.dumps(value))
-    ET.SubElement(root, meta.primary_id, last="{" + last[-1].upper() + "}",
+    ET.SubElement(root, meta.primary_id, last="{" + page[-1][meta.primary_id].upper() + "}",
                   first="{" + page[0][meta.primary_id].upper() + "}")
     inner = quote(quote(ET.tostring(root, encoding="unicode"), safe=""), safe="")
     number = (opts.cookie.page if opts.cookie else 1) + 1
@@ -215,7 +222,7 @@ def parse_skiptoken(token: str, meta: Entity, orderby: list[tuple[Attr, bool]]) 
         if root.tag != "cookie" or [c.tag for c in children] != names:
             raise ValueError("cookie does not match the query")
         last: list[Any] = [json.loads(c.attrib["last"]) for c in children[:-1]]
-        last.append(str(uuid.UUID(children[-1].attrib["last"].strip("{}"))))
+        last.append(sql_guid_key(str(uuid.UUID(children[-1].attrib["last"].strip("{}")))))
         return Cookie(int(m.group(1)), last)
     except (ValueError, KeyError, ET.ParseError):
         raise bad_request("The $skiptoken is not a valid paging cookie for this query. Use the @odata.nextLink "

@@ -4,8 +4,10 @@
 pre-indexed), so filtering 100k rows costs one Python call per row. Accepts the `@odata.type` with or
 without `#`, or none; enums by member name or by number; values wrapped (`{"Value", "Type"}`) or bare.
 A `FetchExpression` (`{"Query": "<fetch ...>"}`) is converted first. Semantics follow SQL Server as
-Dataverse uses it: string comparisons are case-insensitive, and a null column fails every comparison but
-`Null` (so `ne` does not return rows where the column is empty).
+Dataverse uses it: string comparisons are case-insensitive, a null column fails every comparison but
+`Null` (so `ne` does not return rows where the column is empty), and gt/ge/lt/le/between on a uniqueidentifier
+(primary key or lookup) follow SQL Server's GUID order (guids.py), which is how a view is cut into partitions
+by `contactid` ranges.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .fetchxml import attr_type, entity_meta, fetch_to_query, query_error
+from .guids import sql_guid_key_of
 from .schema import BIGINT, BOOLEAN, DATETIME, DECIMAL, INTEGER, MONEY, PICKLIST, STATE, STATUS, UNIQUEID, Entity
+from .serialize import normalize_datetime
 from .store import Ref, Store
 
 Record = dict[str, Any]
@@ -30,6 +34,7 @@ _OP_NUMBERS = {
     41: "EqualUserId", 42: "NotEqualUserId", 54: "BeginsWith", 55: "DoesNotBeginWith", 56: "EndsWith",
     57: "DoesNotEndWith",
 }
+_ORDERING = {"GreaterThan", "LessThan", "GreaterEqual", "LessEqual", "Between", "NotBetween"}
 _NUMBER_TYPES = {INTEGER: int, STATE: int, STATUS: int, PICKLIST: int, BIGINT: int, MONEY: float, DECIMAL: float}
 
 
@@ -132,10 +137,22 @@ def _converter(meta: Entity, attribute: str) -> Callable[[Any], Any]:
 
 
 def _norm_date(value: Any) -> str | None:
+    """`YYYY-MM-DDTHH:MM:SS` in UTC (a date alone is its midnight), so values compare as text."""
     if value is None or value == "":
         return None
-    text = str(value)[:19]
+    text = str(value)
+    if not (len(text) == 20 and text[-1] == "Z"):  # the store's own form needs no parsing
+        try:
+            text = normalize_datetime(text)
+        except ValueError:
+            pass
+    text = text[:19]
     return text + "T00:00:00" if len(text) == 10 else text
+
+
+def _guid_order_converter(base: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """For gt/ge/lt/le/between on a GUID column: SQL Server's uniqueidentifier order (guids.py)."""
+    return lambda v: None if (g := base(v)) is None else sql_guid_key_of(g)
 
 
 def _compile_condition(meta: Entity, cond: dict[str, Any], caller_id: str) -> Pred:
@@ -143,6 +160,9 @@ def _compile_condition(meta: Entity, cond: dict[str, Any], caller_id: str) -> Pr
     attr_type(meta, name)
     op = _op_name(cond.get("Operator"))
     conv = _converter(meta, name)
+    attr = meta.attrs[name]
+    if op in _ORDERING and (attr.is_lookup or attr.type == UNIQUEID):
+        conv = _guid_order_converter(conv)
     try:
         values = [conv(_unwrap(v)) for v in cond.get("Values") or []]
     except (TypeError, ValueError) as exc:

@@ -1,9 +1,10 @@
 """The HTTP side: a threaded stdlib server and the request pipeline around the router.
 
-Per request: authenticate (Bearer token; optional exact token; token lifetime fault), advance detection jobs,
-draw the injected faults (503 before processing, a slow delay, a dropped answer after processing), admit it
-through the service protection limiter, wait the configured latency, route it, and answer with the headers
-Dataverse sends (`OData-Version`, `x-ms-service-request-id`, `x-ms-dop-hint`, an `ARRAffinity` cookie).
+Per request: pick the web server (webservers.py: the affinity cookie's, else the next in turn), authenticate
+(Bearer token; optional exact token; token lifetime fault), advance detection jobs, draw the injected faults
+(503 before processing, a slow delay, a dropped answer after processing), admit it through that server's
+service protection limiter, wait the configured latency, route it, and answer with the headers Dataverse sends
+(`OData-Version`, `x-ms-service-request-id`, the server's `x-ms-dop-hint`, the `ARRAffinity` cookies).
 Every request is logged into `store.counters.requests`. Unexpected exceptions become a 500 and serving goes on.
 """
 
@@ -23,10 +24,10 @@ from typing import Any
 from .batch import handle_batch, is_batch
 from .context import Context, Handler
 from .errors import ServiceError
-from .limits import Limiter
 from .options import EmulatorOptions
 from .routes import Router
 from .store import RequestLogEntry, Store
+from .webservers import WebFarm, WebServer
 from .wire import API_PREFIX, ApiRequest, ApiResponse, error_response, json_response
 
 try:  # the domain helper's modules: until they exist the server runs without operations and jobs
@@ -66,12 +67,13 @@ class Emulator:
         self.actions: dict[str, Handler] = dict(ACTIONS)
         self.functions: dict[str, Handler] = dict(FUNCTIONS)
         self.router = Router(self.actions, self.functions)
-        self.limiter = Limiter(options.limits) if options.limits is not None else None
+        self.farm = WebFarm(options)
+        self.servers: list[WebServer] = self.farm.servers
+        self.limiter = self.servers[0].limiter  # the first server's (the only one unless web_servers > 1)
         self._rng = random.Random(options.seed)
         self._rng_lock = threading.Lock()
         self._tokens: dict[str, float] = {}
         self._caller: str | None = None
-        self.affinity = random.Random(options.seed + 7).getrandbits(128).to_bytes(16, "big").hex()
 
     # -- identity ------------------------------------------------------------------------------------------------
     def caller_id(self) -> str:
@@ -123,6 +125,7 @@ class Emulator:
         """Answer one HTTP request. The flag says to drop the connection instead of answering."""
         started = time.perf_counter()
         caller, drop = "", False
+        server = self.farm.route(req.header("cookie"))
         try:
             if len(req.target) > MAX_URL:
                 raise ServiceError(414, "0x80060888", f"The URL is {len(req.target)} characters long; the limit is "
@@ -134,7 +137,7 @@ class Emulator:
                                    "the request later.", {"Retry-After": "1"})
             drop = draw.drop
             self._advance_jobs(caller)
-            resp = self._admitted(req, caller, draw.slow_s)
+            resp = self._admitted(req, caller, draw.slow_s, server)
         except ServiceError as exc:
             resp = error_response(exc)
             if exc.status == 429:
@@ -143,16 +146,17 @@ class Emulator:
         except Exception as exc:  # noqa: BLE001 - the service answers 500 and keeps serving
             log.exception("unexpected error serving %s %s", req.method, req.target)
             resp = json_response(500, {"error": {"code": UNAVAILABLE_CODE, "message": f"{type(exc).__name__}: {exc}"}})
-        self._finish(req, resp, caller, started)
+        self._finish(req, resp, caller, started, server)
         return resp, drop
 
     def _advance_jobs(self, caller: str) -> None:
         if advance_jobs is not None:  # it takes store.lock itself, only while reading and writing rows
             advance_jobs(self.context(caller))
 
-    def _admitted(self, req: ApiRequest, caller: str, slow_s: float) -> ApiResponse:
-        """Run the request under the limiter: latency and slowness happen while it counts as in flight."""
-        ticket = self.limiter.acquire(caller) if self.limiter is not None else None
+    def _admitted(self, req: ApiRequest, caller: str, slow_s: float, server: WebServer) -> ApiResponse:
+        """Run the request under its server's limiter: latency and slowness happen while it counts as in flight."""
+        limiter = server.limiter
+        ticket = limiter.acquire(caller) if limiter is not None else None
         exec_s = 0.0
         try:
             if self.options.latency_ms > 0:
@@ -165,8 +169,8 @@ class Emulator:
             finally:
                 exec_s = time.perf_counter() - t0
         finally:
-            if ticket is not None:
-                self.limiter.release(ticket, exec_s)
+            if limiter is not None and ticket is not None:
+                limiter.release(ticket, exec_s)
 
     def process(self, req: ApiRequest, caller: str) -> ApiResponse:
         """Route one request (a `$batch` is answered by batch.py, which routes each part)."""
@@ -174,22 +178,23 @@ class Emulator:
             return handle_batch(self, req, caller)
         return self.router.dispatch(self.context(caller), req)
 
-    def _finish(self, req: ApiRequest, resp: ApiResponse, caller: str, started: float) -> None:
+    def _finish(self, req: ApiRequest, resp: ApiResponse, caller: str, started: float, server: WebServer) -> None:
         request_id = str(uuid.uuid4())
         h = resp.headers
         h["OData-Version"] = "4.0"
         h["x-ms-service-request-id"] = request_id
         h["REQ_ID"] = request_id
-        h["x-ms-dop-hint"] = str(self.options.dop_hint)
-        h["Set-Cookie"] = f"ARRAffinity={self.affinity}; path=/; HttpOnly"
-        if self.limiter is not None and caller:
-            left, secs = self.limiter.remaining(caller)
+        h["x-ms-dop-hint"] = str(server.dop_hint)
+        resp.cookies = self.farm.set_cookies(server)
+        if server.limiter is not None and caller:
+            left, secs = server.limiter.remaining(caller)
             h["x-ms-ratelimit-burst-remaining-xrm-requests"] = str(left)
             h["x-ms-ratelimit-time-remaining-xrm-requests"] = f"{secs:.2f}"
         if resp.status == 401:
             h.setdefault("WWW-Authenticate", f"Bearer authorization_uri={self.base_url}, resource_id={self.base_url}")
         path = req.target.split("?", 1)[0]
-        entry = RequestLogEntry(req.method, path, resp.status, (time.perf_counter() - started) * 1000.0, caller)
+        entry = RequestLogEntry(req.method, path, resp.status, (time.perf_counter() - started) * 1000.0, caller,
+                                server.index)
         with self.store.lock:
             self.store.counters.requests.append(entry)
 
@@ -226,6 +231,8 @@ class _HTTPHandler(BaseHTTPRequestHandler):
         self.send_response(resp.status, resp.reason)
         for name, value in resp.headers.items():
             self.send_header(name, value)
+        for cookie in resp.cookies:
+            self.send_header("Set-Cookie", cookie)
         self.send_header("Content-Length", str(len(resp.body)))
         # one write for head and body: two small writes would meet Nagle and delayed ACKs (40 ms stalls)
         self._headers_buffer.append(b"\r\n")

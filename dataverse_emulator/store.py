@@ -46,6 +46,7 @@ class RequestLogEntry:
     status: int
     duration_ms: float
     user: str = ""
+    web_server: int = 0  # which of the environment's web servers answered (webservers.py)
 
 
 @dataclass
@@ -72,6 +73,7 @@ class Store:
         self.counters = Counters()
         self.settings: dict[str, Any] = {}  # org-level switches (e.g. marketing plugin installed)
         self._undo: list[tuple[str, str, dict[str, Any] | None]] | None = None
+        self._on_commit: list[Callable[[], None]] = []
         self._version = 1000
         self.table_versions: Counter[str] = Counter()  # bumped on every write to a table
         self.derived: dict[Any, Any] = {}              # caches computed from tables (never saved)
@@ -180,8 +182,10 @@ class Store:
                 yield
                 return
             self._undo = []
+            committed: list[Callable[[], None]] = []
             try:
                 yield
+                committed = self._on_commit
             except BaseException:
                 for entity, rid, before in reversed(self._undo):
                     self.table_versions[entity] += 1
@@ -194,6 +198,17 @@ class Store:
                 raise
             finally:
                 self._undo = None
+                self._on_commit = []
+            for action in committed:
+                action()
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run `action` once the outermost transaction commits (at once outside one); dropped on rollback."""
+        with self.lock:
+            if self._undo is None:
+                action()
+            else:
+                self._on_commit.append(action)
 
     def _remember(self, entity: str, rid: str, before: dict[str, Any] | None) -> None:
         self.table_versions[entity] += 1

@@ -39,6 +39,7 @@ class ApiResponse:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    cookies: list[str] = field(default_factory=list)  # Set-Cookie values (a header that may repeat)
 
     @property
     def reason(self) -> str:
