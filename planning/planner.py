@@ -22,6 +22,8 @@ from planning.targets import Strategy, parse_when
 from runfolder.state import Finding, Group, PlannedMerge, Severity
 
 _LATE = "9999-12-31"
+_ABSENT = object()
+_dict_get = dict.get
 
 MergeFn = Callable[[dict, dict, list[str]], dict]
 
@@ -62,8 +64,9 @@ class Row(dict):
         raise KeyError(f"{key!r} is not a column of this table")
 
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        if key in self:
-            return dict.__getitem__(self, key)
+        value = _dict_get(self, key, _ABSENT)
+        if value is not _ABSENT:
+            return value
         if key in self.columns:
             return default
         raise KeyError(f"{key!r} is not a column of this table")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from dataverse import DataverseClient
 from errors import NotFoundError, RunStateError, about
 from planning.audit_files import AuditWriter, merges_row
 from planning.planner import MergeFn, Planner, plan_all
-from planning.preflight import Fetch, gather, summarise
+from planning.preflight import Fetch, gather_by_ids, summarise, with_parents
 from planning.targets import get_strategy
 from runfolder.folder import RunFolder
 from runfolder.state import MERGES_CSV_COLUMNS, DuplicateGroups
@@ -53,8 +54,13 @@ def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings, *, m
     strategy = get_strategy(settings.target_strategy)
     groups = _read_groups(run, settings.entity)
     meta = client.entity(settings.entity)
-    records = _read_records(run, groups)
-    checks = gather(meta.logical_name, meta.entity_set_name, meta.primary_id, records, _fetcher(client))
+    fetch = _fetcher(client)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight") as side:  # network while reading files
+        by_ids = side.submit(gather_by_ids, meta.logical_name, [i for g in groups.groups for i in g.record_ids],
+                             fetch)
+        records = _read_records(run, groups, meta.primary_id)
+        checks = with_parents(by_ids.result(), meta.logical_name, meta.entity_set_name, meta.primary_id, records,
+                              fetch)
     planner = Planner(meta, merge_fn, ignore, client.entity_set_names(), checks)
     first = [meta.primary_id, meta.primary_name]
     with run.replace_dir(run.prepare_dir) as tmp:
@@ -99,14 +105,15 @@ def _read_groups(run: RunFolder, entity: str) -> DuplicateGroups:
     return groups
 
 
-def _read_records(run: RunFolder, groups: DuplicateGroups) -> dict[str, dict[str, Any]]:
+def _read_records(run: RunFolder, groups: DuplicateGroups, key: str) -> dict[str, dict[str, Any]]:
     """Every record of every group, only its columns with a value: a real record is mostly empty columns,
-    and 100,000s of them are held at once."""
+    and 100,000s of them are held at once. (One thread: the files come from the page cache, and parsing
+    them is Python work that threads would only fight over.)"""
     records: dict[str, dict[str, Any]] = {}
     for group in groups.groups:
         for record_id in group.record_ids:
             try:
-                records[record_id] = {k: v for k, v in run.read_record(record_id).items() if v is not None}
+                records[record_id] = {k: v for k, v in run.read_record(record_id, key).items() if v is not None}
             except RunStateError as exc:
                 path = run.record_path(record_id)
                 if path.exists():
