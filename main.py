@@ -12,11 +12,14 @@ import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TextIO, cast
+from typing import TYPE_CHECKING, TextIO, cast
 
 from auth import StaticTokenProvider, find_env_files, load_config, make_token_provider
 from dataverse import DEFAULT_SETTINGS, DataverseClient
 from errors import ConfigError, ResolverError, UsageError
+
+if TYPE_CHECKING:
+    from dataverse_emulator import EmulatorHandle
 from ui import workflow
 from ui.answers import FlagAnswers, PromptAnswers
 from ui.console import Console
@@ -93,7 +96,7 @@ def _positive(text: str) -> int:
 
 
 def connect(args: argparse.Namespace, console: Console, work_dir: Path, interactive: bool) -> tuple[
-        DataverseClient, object | None]:
+        DataverseClient, EmulatorHandle | None]:
     settings = replace(DEFAULT_SETTINGS, read_workers=min(args.workers, DEFAULT_SETTINGS.read_workers)) \
         if args.workers else DEFAULT_SETTINGS
     if args.demo:
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, stdout: 
     work_dir = (work_dir or Path.cwd()).resolve()
     interactive = args.command is None
     start_log(work_dir)
-    handle = None
+    handle: EmulatorHandle | None = None
     try:
         if args.command in LOCAL_COMMANDS:   # reads the run folder only: no sign-in needed
             client: DataverseClient = cast(DataverseClient, workflow.NotConnected())

@@ -192,8 +192,8 @@ class _Step:
             # (a merge predicted to fail for another reason keeps its lists: it would fail after moving them)
             try:
                 self.workaround.apply(row)
-            except DataverseError as exc:
-                return self._record(row, "failed", exc=exc, t0=t0, started=started,
+            except DataverseError as wexc:
+                return self._record(row, "failed", exc=wexc, t0=t0, started=started,
                                     reason="the marketing-list workaround failed")
         status, exc, reason = self._send(row)
         verification = None

@@ -63,7 +63,7 @@ class Row(dict):
             return None
         raise KeyError(f"{key!r} is not a column of this table")
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         value = _dict_get(self, key, _ABSENT)
         if value is not _ABSENT:
             return value
@@ -124,7 +124,7 @@ class Planner:
              strategy: Strategy) -> tuple[list[PlannedMerge], list[AuditRows]]:
         pk = self.meta.primary_id
         ordered = sorted(records, key=lambda r: str(r.get(pk) or ""))
-        target_raw = strategy(list(ordered))
+        target_raw = strategy([r if isinstance(r, dict) else dict(r) for r in ordered])
         target_id = str(target_raw.get(pk))
         subs = sorted((r for r in ordered if str(r.get(pk)) != target_id), key=lambda r: _merge_order(r, pk))
         after = _Rec.parse(target_raw)
