@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .errors import ServiceError, bad_request
-from .query import parse_prefer
+from .prefer import Annotations, parse_prefer
 from .wire import API_PREFIX, ApiRequest, ApiResponse, error_response, json_response
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ def _run_one(app: Emulator, inner: ApiRequest, caller: str, deferred: list[float
     try:
         return app.router.dispatch(app.context(caller), inner, deferred)
     except ServiceError as exc:
-        return error_response(exc)
+        return error_response(exc, Annotations.from_prefs(parse_prefer(inner.header("prefer"))).wants)
     except Exception as exc:  # noqa: BLE001 - one part's crash is that part's 500
         log.exception("unexpected error in $batch part %s %s", inner.method, inner.target)
         return json_response(500, {"error": {"code": "0x80040216", "message": f"{type(exc).__name__}: {exc}"}})
