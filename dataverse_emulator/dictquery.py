@@ -114,10 +114,12 @@ def _safe(fn: Callable[[Any, Any], bool], a: Any, b: Any) -> bool:
 
 def select(record: dict[str, Any], names: list[str] | None, type_name: str,
            navigation: tuple[str, ...] = ()) -> dict[str, Any]:
-    """`$select` on one definition (`MetadataId` and `@odata.type` always stay)."""
+    """`$select` on one definition. `MetadataId` always stays; `@odata.type` stays when the definition is of a
+    type derived from the one the URL names (OData minimal metadata), e.g. in an uncast Attributes collection."""
+    declared = f"#Microsoft.Dynamics.CRM.{type_name}"
     if names is None:
-        return record
-    out = {k: v for k, v in record.items() if k.startswith("@")}
+        return {k: v for k, v in record.items() if not (k == "@odata.type" and v == declared)}
+    out = {k: v for k, v in record.items() if k.startswith("@") and not (k == "@odata.type" and v == declared)}
     for name in names:
         if name in navigation:
             raise bad_request(f"'{name}' is a navigation property; use $expand={name}.")

@@ -39,6 +39,9 @@ from .wire import ApiRequest, ApiResponse, json_response, no_content
 
 __all__ = ["csdl", "handle", "handle_relationships", "service_document"]
 _ENTITY_NAV = ("Attributes", "OneToManyRelationships", "ManyToOneRelationships", "ManyToManyRelationships", "Keys")
+_NAV_TYPES = {"Attributes": "AttributeMetadata", "OneToManyRelationships": "OneToManyRelationshipMetadata",
+              "ManyToOneRelationships": "OneToManyRelationshipMetadata",
+              "ManyToManyRelationships": "ManyToManyRelationshipMetadata", "Keys": "EntityKeyMetadata"}
 _ATTR_NAV = ("OptionSet", "GlobalOptionSet")
 _SEGMENT = re.compile(r"/?(Microsoft\.Dynamics\.CRM\.[A-Za-z]+|[A-Za-z]*)(?:\(([^)]*)\))?")
 _CASTS = {f"{NS}.{t}" for t in set(METADATA_TYPES.values())}
@@ -150,7 +153,7 @@ def handle(ctx: Context, req: ApiRequest, rest: str, params: list[tuple[str, str
     if nav in ("OneToManyRelationships", "ManyToOneRelationships", "ManyToManyRelationships") and len(parts) == 2:
         records = _relationship_records(meta, nav)
         return _collection_or_one(ctx, records, nav_key, params, f"{base}('{meta.name}')/{nav}",
-                                  "SchemaName", "relationship", "RelationshipMetadataBase")
+                                  "SchemaName", "a relationship", _NAV_TYPES[nav])
     raise bad_request(f"Resource not found for the segment '{rest.lstrip('/')}'.")
 
 
@@ -193,8 +196,7 @@ def _entity_expander(ctx: Context, opts: dict[str, str], by_name: dict[str, Enti
                 records = keys.definitions(ctx.store, meta.name)
             else:
                 records = _relationship_records(meta, name)
-            row[name] = _query(records, inner, "AttributeMetadata" if name == "Attributes" else name[:-1]) \
-                if records else []
+            row[name] = _query(records, inner, _NAV_TYPES[name]) if records else []
     return expand
 
 
