@@ -71,5 +71,13 @@ FUNCTIONS: dict[str, Handler] = {
 }
 # Operations bound to an entity set (`POST contacts/Microsoft.Dynamics.CRM.CreateMultiple`).
 COLLECTION_BOUND = frozenset({"CreateMultiple", "UpdateMultiple"})
+# Dataverse messages clients send that the emulator does not serve: a 400 naming them (not a 404 a client may
+# retry, and never a made-up answer).
+NOT_SERVED = frozenset({
+    "UpsertMultiple", "BulkDelete", "RetrieveMetadataChanges", "CreateEntities", "ExecuteAsync", "SetState",
+    "QualifyLead", "WinOpportunity", "LoseOpportunity", "CloseIncident", "WinQuote", "CloseQuote", "Assign",
+    "RetrieveEntity", "RetrieveAllEntities", "RetrieveAttribute", "InitializeFrom", "RetrieveCurrentOrganization",
+    "RetrieveVersion", "ExecuteTransaction", "DeleteMultiple", "Associate", "Disassociate",
+})
 
 advance_jobs = detection.advance_jobs

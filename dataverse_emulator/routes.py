@@ -18,6 +18,7 @@ from typing import Any
 from . import entities, keys, metadata, navigation, writes
 from .context import Context, Handler
 from .errors import bad_request, not_found
+from .operations import NOT_SERVED
 from .prefer import check_headers
 from .schema import BY_SET_NAME, Entity
 from .serialize import NS
@@ -78,6 +79,7 @@ class Router:
             if rest:
                 raise resource_not_found(rest.lstrip("/"))
             return self._operation(ctx, req, name, key, params, None, deferred)
+        _not_served(name.removeprefix(f"{NS}."))
         raise resource_not_found(name)
 
     def _entity(self, ctx: Context, req: ApiRequest, meta: Entity, key: str | None, rest: str,
@@ -86,6 +88,7 @@ class Router:
         if key is None:
             if rest.startswith(_OP_PREFIX):
                 op_name, op_key, op_rest = split_segment(rest[len(_OP_PREFIX):])
+                _not_served(op_name)
                 if op_rest or op_name not in self.collection_bound:
                     raise resource_not_found(rest.lstrip("/"))
                 bound = {"entity": meta.name, "collection": True}
@@ -143,6 +146,7 @@ class Router:
         else:
             if name in self.actions or name in self.functions or name == "WhoAmI":
                 raise method_not_allowed(method)
+            _not_served(name)
             raise resource_not_found(f"{NS}.{name}")
         if bound is not None:
             args["@bound"] = bound
@@ -159,6 +163,11 @@ class Router:
         body = dict(result)
         body.setdefault("@odata.context", f"{ctx.api_url}$metadata#{NS}.{name}Response")
         return json_response(200, {"@odata.context": body.pop("@odata.context"), **body})
+
+
+def _not_served(name: str) -> None:
+    if name in NOT_SERVED:
+        raise bad_request(f"The {name} message is not supported by the Dataverse emulator.")
 
 
 def _who_am_i(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
