@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .errors import ServiceError, bad_request
-from .prefer import Annotations, parse_prefer
+from .prefer import Annotations, check_headers, parse_prefer
 from .wire import API_PREFIX, ApiRequest, ApiResponse, error_response, json_response
 
 if TYPE_CHECKING:
@@ -125,6 +125,9 @@ def _count(parts: list[_Part]) -> int:
 def handle_batch(app: Emulator, req: ApiRequest, caller: str) -> ApiResponse:
     if req.method.upper() != "POST":
         raise ServiceError(405, "0x80060888", "$batch only accepts POST.")
+    check_headers(req)
+    if urlsplit(req.target).query:
+        raise bad_request("$batch takes no query parameters (emulator).")
     boundary = _boundary(req.header("content-type"))
     parts = _parse_parts(req.body.decode("utf-8", errors="replace"), boundary)
     if _count(parts) > MAX_REQUESTS:
