@@ -62,3 +62,13 @@ def resolve(store: Store, value: Any, label: str) -> tuple[Entity, dict[str, Any
     if stored is None:
         raise not_found(meta.name, rid)
     return meta, stored, columns
+
+
+def typed(store: Store, value: Any) -> Any:
+    """An `{"@odata.id": ...}` reference rewritten as `{"@odata.type": ..., "<pk>": id}` (other values as given),
+    for operations that read entity parameters by type and key."""
+    if not isinstance(value, dict) or "@odata.id" not in value:
+        return value
+    meta, rid = resolve_odata_id(store, str(value["@odata.id"]))
+    rest = {k: v for k, v in value.items() if k != "@odata.id"}
+    return {**rest, "@odata.type": f"{NS}{meta.name}", meta.primary_id: rid}

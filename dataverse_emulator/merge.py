@@ -1,6 +1,7 @@
 """The `Merge` action, as the service runs it (spec: research/merge-rules.md).
 
-Body: `Target` and `Subordinate` (`{"@odata.type": "Microsoft.Dynamics.CRM.contact", "contactid": id}`),
+Body: `Target` and `Subordinate` (`{"@odata.type": "Microsoft.Dynamics.CRM.contact", "contactid": id}`, or
+`{"@odata.id": "contacts(id)"}`),
 `UpdateContent` (optional; same `@odata.type`, the columns to write to the master; ignored for incident)
 and `PerformParentingChecks` (bool, default false). 204 on success.
 
@@ -39,6 +40,7 @@ from typing import Any
 from . import merge_checks as checks
 from .cascade import move_related
 from .context import Context
+from .entityref import typed
 from .errors import ServiceError
 from .merge_checks import MergeRequest
 from .schema import SCHEMA
@@ -55,6 +57,7 @@ def _invalid(message: str) -> ServiceError:
 
 def merge(ctx: Context, params: dict[str, Any]) -> None:
     """Handler of the unbound `Merge` action."""
+    params = {**params, **{k: typed(ctx.store, params[k]) for k in ("Target", "Subordinate") if k in params}}
     req = parse_request(params)
     store = ctx.store
     with store.lock:

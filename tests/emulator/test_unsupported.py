@@ -96,6 +96,14 @@ def test_unsupported_write_parameters_are_400(api: Any, rid: str) -> None:
     assert api.post("Merge?foo=bar", json={}).status_code == 400
 
 
+def test_batch_takes_no_query_parameters_and_checks_its_headers(api: Any) -> None:
+    headers = {"Content-Type": "multipart/mixed; boundary=batch_x"}
+    body = "--batch_x--\r\n"
+    assert api.post("$batch?foo=bar", data=body, headers=headers).status_code == 400
+    bypass = {**headers, "MSCRM.BypassCustomPluginExecution": "true"}
+    assert api.post("$batch", data=body, headers=bypass).status_code == 400
+
+
 def test_representation_honours_select_and_expand(api: Any, emulator: Any) -> None:
     acc = emulator.store.insert("account", {"name": "Rep"})
     resp = api.post("contacts?$select=lastname&$expand=parentcustomerid_account($select=name)",
@@ -152,6 +160,16 @@ def test_retrieve_duplicates_as_microsoft_documents_it(dup_pair: tuple[Any, str,
     gone = api.get(f"RetrieveDuplicates(BusinessEntity=@p1,MatchingEntityName=@p2,PagingInfo=@p3)"
                    f"?@p1={{'@odata.id':'contacts({uuid.uuid4()})'}}&@p2='contact'&@p3={{'PageNumber':1,'Count':5}}")
     assert gone.status_code == 404
+    api.post("EntityDefinitions(LogicalName='contact')/Keys",
+             json={"SchemaName": "new_lastname_key", "KeyAttributes": ["lastname"]})
+    by_key = api.get("RetrieveDuplicates(BusinessEntity=@p1,MatchingEntityName=@p2,PagingInfo=@p3)"
+                     "?@p1={'@odata.id':\"contacts(lastname='A')\"}&@p2='contact'&@p3={'PageNumber':1,'Count':5}")
+    assert [r["contactid"] for r in by_key.json()["value"]] == [b]
+    merged = api.post("Merge", json={"Target": {"@odata.id": f"contacts({a})"},
+                                     "Subordinate": {"@odata.id": "contacts(lastname='B')"},
+                                     "PerformParentingChecks": False})
+    assert merged.status_code == 204, merged.text
+    assert api.get(f"contacts({b})?$select=merged").json()["merged"] is True
     broken = api.get("RetrieveDuplicates(BusinessEntity=@p1,MatchingEntityName=@p2,PagingInfo=@p3)"
                      "?@p1={'@odata.id':'contacts(x)'&@p2='contact'&@p3={}")
     assert broken.status_code == 400
