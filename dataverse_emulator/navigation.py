@@ -97,7 +97,10 @@ def _get_collection(ctx: Context, req: ApiRequest, meta: Entity, rid: str, rel: 
                              ids if inner is None or inner.ids is None else ids & inner.ids)
         page = execute(store, target, opts, size, paged)
         rows = [record_json(ctx, target, r, opts, annotations) for r in page.rows]
-    body: dict[str, Any] = {"@odata.context": f"{ctx.api_url}$metadata#{target.set_name}", "value": rows}
+    body: dict[str, Any] = {"@odata.context": f"{ctx.api_url}$metadata#{target.set_name}"}
+    if opts.count:
+        body["@odata.count"] = min(page.total, 5000)
+    body["value"] = rows
     if page.next_skiptoken is not None:
         body["@odata.nextLink"] = next_link(ctx.api_url, *where, page.next_skiptoken)
     return json_response(200, body, applied(prefs, "odata.maxpagesize", "odata.include-annotations"))

@@ -237,3 +237,5 @@ def test_collection_next_links_page_navigation_collections(api: Any, org: dict[s
     assert "$skiptoken" in query
     second = api.get(first["@odata.nextLink"], headers={"Prefer": "odata.maxpagesize=2"}).json()
     assert len(second["value"]) == 1 and "@odata.nextLink" not in second
+    counted = api.get(f"contacts({org['ids']['Ann']})/Contact_Tasks?$count=true&$top=1").json()
+    assert counted["@odata.count"] == 3 and len(counted["value"]) == 1
