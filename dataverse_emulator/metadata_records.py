@@ -74,7 +74,32 @@ def entity_record(meta: Entity) -> dict[str, Any]:
         "CanCreateAttributes": managed(not meta.is_intersect, "cancreateattributes", False),
         "CanCreateForms": managed(not meta.is_intersect, "cancreateforms", False),
         "CanBeRelatedEntityInRelationship": managed(True, "canberelatedentityinrelationship", False),
+        "Privileges": [], **_ENTITY_DEFAULTS,
     }
+
+
+# The other EntityMetadata properties of the reference, with the values an out-of-the-box table has (defaults).
+_ENTITY_DEFAULTS: dict[str, Any] = {
+    **{name: None for name in ("ActivityTypeMask", "DataProviderId", "DataSourceId", "EntityColor", "EntityHelpUrl",
+                               "IconLargeName", "IconMediumName", "IconSmallName", "IconVectorName",
+                               "MobileOfflineFilters", "RecurrenceBaseEntityLogicalName", "ReportViewName")},
+    **{name: False for name in ("AutoCreateAccessTeams", "AutoRouteToOwnerQueue", "EnforceStateTransitions",
+                                "EntityHelpUrlEnabled", "HasFeedback", "IsBusinessProcessEnabled",
+                                "IsDocumentManagementEnabled", "IsDocumentRecommendationsEnabled",
+                                "IsEnabledForExternalChannels", "IsEnabledForTrace", "IsInteractionCentricEnabled",
+                                "IsKnowledgeManagementEnabled", "IsOneNoteIntegrationEnabled", "IsQuickCreateEnabled",
+                                "IsSLAEnabled", "IsStateModelAware", "SyncToExternalSearchIndex",
+                                "UsesBusinessDataLabelTable")},
+    **{name: True for name in ("CanTriggerWorkflow", "IsAIRUpdated", "IsEnabledForCharts", "IsImportable",
+                               "IsOptimisticConcurrencyEnabled", "IsReadingPaneEnabled")},
+    "DaysSinceRecordLastModified": 0,
+    **{name: managed(True, name.lower()) for name in (
+        "CanBeInManyToMany", "CanBePrimaryEntityInRelationship", "CanChangeHierarchicalRelationship",
+        "CanChangeTrackingBeEnabled", "CanCreateCharts", "CanCreateViews", "CanEnableSyncToExternalSearchIndex",
+        "CanModifyAdditionalSettings", "IsConnectionsEnabled", "IsMailMergeEnabled", "IsMappable",
+        "IsOfflineInMobileClient", "IsReadOnlyInMobileClient", "IsRenameable", "IsValidForQueue",
+        "IsVisibleInMobile", "IsVisibleInMobileClient")},
+}
 
 
 def attribute_records(meta: Entity) -> list[dict[str, Any]]:
@@ -124,6 +149,9 @@ def attribute_record(meta: Entity, attr: Attr, column: int) -> dict[str, Any]:
         "IsAuditEnabled": managed(True, "canmodifyauditsettings"),
         "IsCustomizable": managed(True, "iscustomizable", False),
         "IsRenameable": managed(True, "isrenameable", False),
+        "IsSortableEnabled": managed(True, "issortableenabled"),
+        "IsGlobalFilterEnabled": managed(False, "isglobalfilterenabled"),
+        "CanModifyAdditionalSettings": managed(True, "canmodifyadditionalsettings"), "InheritsFrom": None,
     }
     rec.update(_typed(attr))
     return rec
