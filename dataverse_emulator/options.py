@@ -101,6 +101,10 @@ class EmulatorOptions:
     max_page_size: int = 5000
     dop_hint: int = 8                 # x-ms-dop-hint sent on responses
     max_job_duplicates: int = 5000    # the service's cap per detection job
+    sales: bool = True                # Dynamics 365 Sales installed (its plug-in refuses merging active quotes)
+    async_cascade_s: float | None = None   # defer large merge cascades this many seconds (None: never)
+    async_cascade_threshold: int = 1000    # "large": more related rows than this move
+    count_snapshot_s: float = 86400.0      # RetrieveTotalRecordCount answers from a snapshot this old at most (0: live)
     web_servers: int = 1              # web servers behind the load balancer, each with its own limits
 
     def __post_init__(self) -> None:
