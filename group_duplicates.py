@@ -137,7 +137,7 @@ def run(client: DataverseClient, run: RunFolder, settings: GroupSettings,
     for alone in found.difference(i for g in groups for i in g.record_ids):  # its duplicates are gone
         run.record_path(alone).unlink(missing_ok=True)
     result = DuplicateGroups(status.job_id, settings.entity, groups, len(pairs), capped,
-                             datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                             datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), client.environment())
     run.write_duplicate_groups(result)
     written = [run.display(run.record_data_dir), run.display(run.duplicate_groups_path)]
     return GroupResult(result, summary([list(g.record_ids) for g in groups], len(pairs)),

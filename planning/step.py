@@ -1,9 +1,12 @@
 """Step 3's machinery (the shell around the pure planner): read the run folder and what Dataverse must tell
-before planning, plan every group with the merge logic of prepare_duplicates.py, write prepare/.
+before planning, plan every group with the merge logic of prepare_duplicates.py, write prepare/: the plan
+(plan.jsonl, what step 4 runs), its view for people (merges.csv) and one audit file per merge.
 
 Every read from Dataverse happens before planning starts (table metadata, entity set names, pre-flight
 data); the planning loop itself does no I/O and forks nothing. Audit files are written as merges are
-planned, by a spawned helper process for large runs (`planning.audit_files.AuditWriter`).
+planned, by a spawned helper process for large runs (`planning.audit_files.AuditWriter`). Step 3 holds the
+run folder's lock, and once step 4 has begun on a plan it replaces that plan only when asked (`replan`):
+then it plans what is left, from the records as they stand now, and never re-targets a merge that happened.
 """
 
 from __future__ import annotations
@@ -12,26 +15,32 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dataverse import DataverseClient
-from errors import NotFoundError, RunStateError, about
-from planning.audit_files import AuditWriter, merges_row
+from dataverse import DataverseClient, EntityMetadata, Environment
+from errors import EnvironmentMismatchError, NotFoundError, RunStateError, StepFourStartedError, about
+from planning.audit_files import AuditWriter
 from planning.planner import MergeFn, Planner, plan_all
 from planning.preflight import Fetch, gather_by_ids, summarise, with_parents
 from planning.targets import get_strategy
 from runfolder.folder import RunFolder
-from runfolder.state import MERGES_CSV_COLUMNS, DuplicateGroups
+from runfolder.journal import SubordinateHistory, read_journal, replay
+from runfolder.lock import RunLock
+from runfolder.merges_csv import write_view
+from runfolder.plan_file import PlanHeader, read_plan, write_plan
+from runfolder.state import DuplicateGroups, Group
 
 log = logging.getLogger(__name__)
+_MADE_BY = "step 2 (Group duplicates)"
 
 
 @dataclass(frozen=True)
 class PrepareSettings:
     entity: str
     target_strategy: str = "oldest_record"
+    replan: bool = False          # step 4 has begun: plan only what is left (from fresh records)
 
 
 @dataclass(frozen=True)
@@ -46,41 +55,62 @@ class PrepareResult:
     top_changed_fields: tuple[tuple[str, int], ...]  # (field, merges that change it), most first
     preflight_counts: dict[str, int]                # finding code -> merges
     not_written: tuple[tuple[str, int], ...] = ()   # columns the merge logic returned that cannot be written
+    environment: Environment | None = None
+    already_merged: int = 0                         # with replan: subordinates merged by earlier runs of step 4
+    kept_targets: int = 0                           # with replan: groups whose target was fixed by a merge done
+    notes: list[str] = field(default_factory=list)  # lines for the summary (groups left out, ...)
 
 
 def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings, *, merge_fn: MergeFn,
         ignore: Iterable[str]) -> PrepareResult:
-    """Plan every group of the run folder and write prepare/ (audit records + merges.csv). Reads Dataverse only."""
+    """Plan every group of the run folder and write prepare/. Reads Dataverse only."""
     strategy = get_strategy(settings.target_strategy)
-    groups = _read_groups(run, settings.entity)
-    meta = client.entity(settings.entity)
-    fetch = _fetcher(client)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight") as side:  # network while reading files
-        by_ids = side.submit(gather_by_ids, meta.logical_name, [i for g in groups.groups for i in g.record_ids],
-                             fetch)
-        records = _read_records(run, groups, meta.primary_id)
-        checks = with_parents(by_ids.result(), meta.logical_name, meta.entity_set_name, meta.primary_id, records,
-                              fetch)
-    planner = Planner(meta, merge_fn, ignore, client.entity_set_names(), checks)
-    first = [meta.primary_id, meta.primary_name]
-    with run.replace_dir(run.prepare_dir) as tmp:
-        with AuditWriter(tmp / run.audit_dir.relative_to(run.prepare_dir), first) as audit:
-            merges = plan_all(planner, groups.groups, records, strategy, audit)
-        run.write_csv(tmp / run.merges_csv.relative_to(run.prepare_dir), MERGES_CSV_COLUMNS,
-                      [merges_row(m) for m in merges])
+    with RunLock(run.lock_path, "step 3 (Prepare duplicates)"):
+        groups = _read_groups(run, settings.entity)
+        environment = _check_environment(run, groups, client)
+        history = replay(read_journal(run.journal_path))
+        previous = _check_not_started(run, history, settings)
+        meta = client.entity(settings.entity)
+        fetch = _fetcher(client)
+        notes: list[str] = []
+        targets: dict[str, str] = {}
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight") as side:  # network while reading
+            if settings.replan:
+                records = _fresh_records(client, meta, groups)
+                groups, targets = _what_is_left(groups, records, history, environment, notes)
+            by_ids = side.submit(gather_by_ids, meta.logical_name, [i for g in groups.groups for i in g.record_ids],
+                                 fetch)
+            if not settings.replan:
+                records = _read_records(run, groups, meta.primary_id)
+            checks = with_parents(by_ids.result(), meta.logical_name, meta.entity_set_name, meta.primary_id,
+                                  records, fetch)
+        planner = Planner(meta, merge_fn, ignore, client.entity_set_names(), checks)
+        first = [meta.primary_id, meta.primary_name]
+        header = PlanHeader.new(meta.logical_name, environment, settings.target_strategy, previous)
+        with run.replace_dir(run.prepare_dir) as tmp:
+            with AuditWriter(tmp / run.audit_dir.relative_to(run.prepare_dir), first) as audit:
+                merges = plan_all(planner, groups.groups, records, strategy, audit, targets)
+            write_plan(tmp / run.plan_path.name, header, merges)
+            write_view(tmp / run.merges_csv.name, merges)
     changed = Counter(f for m in merges for f in m.changed_fields)
     return PrepareResult(
         entity=meta.logical_name, groups=len(groups.groups), merges=len(merges),
         flagged=sum(1 for m in merges if m.preflight), audit_files=len(merges), merges_csv=run.merges_csv,
         audit_dir=run.audit_dir, top_changed_fields=tuple(changed.most_common(10)),
         preflight_counts=summarise(m.preflight for m in merges),
-        not_written=tuple(sorted(planner.dropped.items())),
+        not_written=tuple(sorted(planner.dropped.items())), environment=environment,
+        already_merged=sum(1 for h in history.values() if h.done), kept_targets=len(targets), notes=notes,
     )
 
 
 def summary_lines(result: PrepareResult) -> list[str]:
     """The step's report, a line each."""
-    lines = [f"{result.merges} merges planned in {result.groups} groups of {result.entity} records."]
+    lines = [f"{result.merges} merges planned in {result.groups} groups of {result.entity} records"
+             + (f" in {result.environment.describe()}." if result.environment else ".")]
+    if result.already_merged:
+        lines.append(f"Planned what is left: {result.already_merged} subordinates were merged by step 4 already; "
+                     f"{result.kept_targets} groups keep the target they were merged into.")
+    lines += result.notes
     if result.top_changed_fields:
         lines.append("Fields changed most often: " + ", ".join(f"{f} ({n})" for f, n in result.top_changed_fields))
     if result.preflight_counts:
@@ -105,6 +135,77 @@ def _read_groups(run: RunFolder, entity: str) -> DuplicateGroups:
     return groups
 
 
+def _check_environment(run: RunFolder, groups: DuplicateGroups, client: DataverseClient) -> Environment:
+    """The records were read from one environment: plan against that one only."""
+    here = client.environment()
+    if groups.environment is not None and not groups.environment.same_as(here):
+        raise EnvironmentMismatchError(
+            f"The run folder {run.root.name} holds records of {groups.environment.describe()}, but you are signed "
+            f"in to {here.describe()}.",
+            "Use the .env file of that environment (--env-file), or run step 2 again in a new folder.")
+    return here
+
+
+def _check_not_started(run: RunFolder, history: dict[str, SubordinateHistory], settings: PrepareSettings) -> str:
+    """Refuse to replace a plan whose merges have begun, unless `replan`; the plan id being replaced."""
+    sent = [h for h in history.values() if h.sends or h.list_steps]
+    previous = ""
+    if run.plan_path.exists():
+        try:
+            previous = read_plan(run.plan_path).header.plan_id
+        except RunStateError:
+            previous = ""
+    if not sent:
+        return previous
+    done = sum(1 for h in history.values() if h.done)
+    if not settings.replan:
+        raise StepFourStartedError(
+            f"Step 4 has begun on this folder's plan ({done} merges done, {len(sent)} records sent): a new plan "
+            "would count merges into other targets as done and plan on top of records already merged away.",
+            "Rerun step 3 with --replan to plan only what is left from the records as they stand now (the menu "
+            "asks), or use a new run folder.", str(run.journal_path))
+    pending = [h.subordinate_id for h in history.values() if h.pending]
+    if pending:
+        raise RunStateError(
+            f"{len(pending)} merges of the last run of step 4 got no answer (e.g. {pending[0]}).",
+            "Run step 4 again first (it asks Dataverse what became of them), then step 3 with --replan.",
+            str(run.journal_path))
+    return previous
+
+
+def _fresh_records(client: DataverseClient, meta: EntityMetadata, groups: DuplicateGroups) -> dict[str, dict[str, Any]]:
+    """Every record of the groups as it stands now in Dataverse (only its columns with a value)."""
+    ids = [i for g in groups.groups for i in g.record_ids]
+    rows = client.get_many(meta.entity_set_name, meta.primary_id, ids, meta.readable(), annotations=True)
+    return {str(r[meta.primary_id]).lower(): {k: v for k, v in r.items() if v is not None} for r in rows}
+
+
+def _what_is_left(groups: DuplicateGroups, records: dict[str, dict[str, Any]],
+                  history: dict[str, SubordinateHistory], environment: Environment,
+                  notes: list[str]) -> tuple[DuplicateGroups, dict[str, str]]:
+    """The groups without their merged-away records, and the targets that merges already fixed."""
+    merged = {h.subordinate_id: h.target_id for h in history.values() if h.done}
+    left: list[Group] = []
+    targets: dict[str, str] = {}
+    for group in groups.groups:
+        into = {merged[i] for i in group.record_ids if i in merged}
+        alive = tuple(i for i in group.record_ids if i not in merged and i in records
+                      and not records[i].get("_masterid_value"))
+        if len(into) > 1:
+            notes.append(f"Group {group.group_id} was merged into {len(into)} different targets: left out.")
+            continue
+        if into and next(iter(into)) not in alive:
+            notes.append(f"Group {group.group_id}: its target {next(iter(into))} is gone or merged away: left out.")
+            continue
+        if len(alive) > 1:
+            left.append(Group(group.group_id, alive))
+            if into:
+                targets[group.group_id] = next(iter(into))
+    log.info("replan in %s: %d of %d groups left", environment.uri, len(left), len(groups.groups))
+    return DuplicateGroups(groups.job_id, groups.entity, left, groups.pairs_read, groups.capped, groups.created,
+                           groups.environment), targets
+
+
 def _read_records(run: RunFolder, groups: DuplicateGroups, key: str) -> dict[str, dict[str, Any]]:
     """Every record of every group, only its columns with a value: a real record is mostly empty columns,
     and 100,000s of them are held at once. (One thread: the files come from the page cache, and parsing
@@ -119,8 +220,7 @@ def _read_records(run: RunFolder, groups: DuplicateGroups, key: str) -> dict[str
                 if path.exists():
                     raise
                 raise RunStateError(f"The record file {run.display(path)} (group {group.group_id}) is missing.",
-                                    "Rerun step 2 (Group duplicates) to download the records again.",
-                                    str(path)) from exc
+                                    f"Rerun {_MADE_BY} to download the records again.", str(path)) from exc
     return records
 
 
@@ -135,4 +235,3 @@ def _fetcher(client: DataverseClient) -> Fetch:
             return []
 
     return fetch
-

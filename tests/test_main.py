@@ -179,7 +179,7 @@ def test_bad_input_at_every_prompt_gets_a_message_and_the_prompt_again(work: Pat
     ])
     assert code == 0 and "Traceback" not in out, out
     assert "duplicate_groups.json does not exist" in out and "step 2" in out
-    assert "merges.csv does not exist" in out
+    assert "plan.jsonl does not exist" in out
     assert "is not a positive number" in out and "is not a whole number" in out
     assert "is not a record id" in out and "There is no system job" in out
     assert "There is no view named" in out
