@@ -20,6 +20,8 @@ class ResolverError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
+        if "\n" in self.message:  # a message that lists rows: the hint on a line of its own
+            return f"{self.message.rstrip()}\n{self.hint}".strip()
         return f"{self.message} {self.hint}".strip()
 
 

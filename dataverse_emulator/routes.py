@@ -19,6 +19,7 @@ from . import entities, keys, metadata, navigation, writes
 from .context import Context, Handler
 from .errors import bad_request, not_found
 from .operations import NOT_SERVED
+from .options import ORG_ID
 from .prefer import check_headers
 from .schema import BY_SET_NAME, Entity
 from .serialize import NS
@@ -26,7 +27,7 @@ from .urlparts import function_params, method_not_allowed, resource_not_found, s
 from .wire import ApiRequest, ApiResponse, json_response
 
 _OP_PREFIX = f"/{NS}."
-ORG_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "dataverse-emulator/organization"))
+
 BUSINESS_UNIT_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "dataverse-emulator/businessunit"))
 __all__ = ["BUSINESS_UNIT_ID", "ORG_ID", "Router", "method_not_allowed", "resource_not_found"]
 
@@ -171,4 +172,4 @@ def _not_served(name: str) -> None:
 
 
 def _who_am_i(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    return {"BusinessUnitId": BUSINESS_UNIT_ID, "UserId": ctx.caller_id, "OrganizationId": ORG_ID}
+    return {"BusinessUnitId": BUSINESS_UNIT_ID, "UserId": ctx.caller_id, "OrganizationId": ctx.options.organization_id}

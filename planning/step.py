@@ -15,12 +15,12 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from dataverse import DataverseClient, EntityMetadata, Environment
-from errors import EnvironmentMismatchError, NotFoundError, RunStateError, StepFourStartedError, about
+from errors import EnvironmentMismatchError, NotFoundError, RunStateError, StepFourStartedError, UsageError, about
 from planning.audit_files import AuditWriter
 from planning.planner import MergeFn, Planner, plan_all
 from planning.preflight import Fetch, gather_by_ids, summarise, with_parents
@@ -28,7 +28,7 @@ from planning.targets import get_strategy
 from runfolder.folder import RunFolder
 from runfolder.journal import SubordinateHistory, read_journal, replay
 from runfolder.lock import RunLock
-from runfolder.merges_csv import write_view
+from runfolder.merges_csv import read_selection, write_view
 from runfolder.plan_file import PlanHeader, read_plan, write_plan
 from runfolder.state import DuplicateGroups, Group
 
@@ -70,9 +70,11 @@ def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings, *, m
         environment = _check_environment(run, groups, client)
         history = replay(read_journal(run.journal_path))
         previous = _check_not_started(run, history, settings)
+        notes: list[str] = []
+        excluded = _carried_exclusions(run, notes)
+        groups = _without(groups, excluded)
         meta = client.entity(settings.entity)
         fetch = _fetcher(client)
-        notes: list[str] = []
         targets: dict[str, str] = {}
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight") as side:  # network while reading
             if settings.replan:
@@ -86,7 +88,7 @@ def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings, *, m
                                   records, fetch)
         planner = Planner(meta, merge_fn, ignore, client.entity_set_names(), checks)
         first = [meta.primary_id, meta.primary_name]
-        header = PlanHeader.new(meta.logical_name, environment, settings.target_strategy, previous)
+        header = PlanHeader.new(meta.logical_name, environment, settings.target_strategy, previous, excluded)
         with run.replace_dir(run.prepare_dir) as tmp:
             with AuditWriter(tmp / run.audit_dir.relative_to(run.prepare_dir), first) as audit:
                 merges = plan_all(planner, groups.groups, records, strategy, audit, targets)
@@ -144,6 +146,36 @@ def _check_environment(run: RunFolder, groups: DuplicateGroups, client: Datavers
             f"in to {here.describe()}.",
             "Use the .env file of that environment (--env-file), or run step 2 again in a new folder.")
     return here
+
+
+def _carried_exclusions(run: RunFolder, notes: list[str]) -> frozenset[str]:
+    """Records whose rows were deleted from merges.csv stay out of their groups when step 3 plans again (and so
+    do the ones earlier plans kept out): "rerun step 3 to plan the rest without it"."""
+    if not run.plan_path.exists():
+        return frozenset()
+    try:
+        old = read_plan(run.plan_path)
+    except RunStateError:
+        notes.append("The previous plan could not be read: rows deleted from its merges.csv are not carried over.")
+        return frozenset()
+    excluded = set(old.header.excluded)
+    try:
+        excluded |= {m.subordinate_id for m in read_selection(run.merges_csv, old, run.root.parent).left_out}
+    except (RunStateError, UsageError):
+        notes.append("merges.csv did not match its plan: rows deleted from it are not carried over this time.")
+    if excluded:
+        notes.append(f"{len(excluded)} records whose rows were deleted from merges.csv stay out of their groups "
+                     "(delete the prepare folder to plan them again).")
+    return frozenset(excluded)
+
+
+def _without(groups: DuplicateGroups, excluded: frozenset[str]) -> DuplicateGroups:
+    """The groups without the excluded records; a group left with one record is no group."""
+    if not excluded:
+        return groups
+    kept = [Group(g.group_id, ids) for g in groups.groups
+            if len(ids := tuple(i for i in g.record_ids if i not in excluded)) > 1]
+    return replace(groups, groups=kept)
 
 
 def _check_not_started(run: RunFolder, history: dict[str, SubordinateHistory], settings: PrepareSettings) -> str:

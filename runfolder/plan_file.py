@@ -38,11 +38,14 @@ class PlanHeader:
     merges: int = 0
     digest: str = ""
     replan_of: str = ""            # the plan this one replaced after step 4 had started (step 3 --replan)
+    excluded: tuple[str, ...] = ()  # records kept out of their groups: their rows were deleted from merges.csv
 
     @classmethod
-    def new(cls, entity: str, environment: Environment, target_strategy: str, replan_of: str = "") -> PlanHeader:
+    def new(cls, entity: str, environment: Environment, target_strategy: str, replan_of: str = "",
+            excluded: Iterable[str] = ()) -> PlanHeader:
         return cls(entity, environment, target_strategy, plan_id=str(uuid.uuid4()),
-                   prepared_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), replan_of=replan_of)
+                   prepared_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), replan_of=replan_of,
+                   excluded=tuple(sorted(excluded)))
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,8 @@ def write_plan(path: Path, header: PlanHeader, merges: list[PlannedMerge]) -> Pl
     header = replace(header, merges=len(lines), digest=_digest(lines))
     head = {"kind": "plan", "format": FORMAT, "plan_id": header.plan_id, "entity": header.entity,
             "environment": header.environment.to_json(), "target_strategy": header.target_strategy,
-            "prepared_at": header.prepared_at, "replan_of": header.replan_of, "merges": header.merges,
-            "digest": header.digest}
+            "prepared_at": header.prepared_at, "replan_of": header.replan_of, "excluded": list(header.excluded),
+            "merges": header.merges, "digest": header.digest}
     atomic_write_bytes(path, b"\n".join([_line(head), *lines]) + b"\n")
     return header
 
@@ -124,7 +127,8 @@ def read_plan(path: Path) -> Plan:
             raise ValueError("no environment")
         header = PlanHeader(str(head["entity"]), environment, str(head.get("target_strategy") or ""),
                             str(head["plan_id"]), str(head.get("prepared_at") or ""), int(head["merges"]),
-                            str(head["digest"]), str(head.get("replan_of") or ""))
+                            str(head["digest"]), str(head.get("replan_of") or ""),
+                            tuple(guid(i) for i in head.get("excluded") or ()))
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise _damaged(path, f"its first line is not a plan header ({_short(exc)})") from None
     body = lines[1:]

@@ -104,3 +104,24 @@ def test_records_deleted_since_the_job_shrink_their_groups(make_emulator: Callab
     assert len(now) == len(groups) - 1
     files = {p.stem for p in after.record_data_dir.iterdir()}
     assert files == {i for ids in now for i in ids}       # no file for the pair's survivor
+
+
+def test_a_detection_job_whose_answer_was_lost_is_started_again() -> None:
+    """BulkDetectDuplicates changes no records: when its answer is lost, sending it again is safe."""
+    import create_detection_job as detect
+    from auth import StaticTokenProvider
+    from dataverse import ClientSettings
+
+    try:
+        from script_server import DROP, ScriptServer
+    except ImportError:  # pragma: no cover
+        from tests.script_server import DROP, ScriptServer
+    server = ScriptServer()
+    try:
+        server.script(DROP, (200, {}, {"JobId": "00000000-0000-0000-0000-0000000000aa"}))
+        with DataverseClient(server.url, StaticTokenProvider("t"), ClientSettings(backoff_base=0.01)) as client:
+            assert detect.start_job(client, "contact", {"EntityName": "contact"}, "job") == \
+                "00000000-0000-0000-0000-0000000000aa"
+        assert [r.path for r in server.received] == ["/api/data/v9.2/BulkDetectDuplicates"] * 2
+    finally:
+        server.close()
