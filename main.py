@@ -33,12 +33,13 @@ MENU = [
     ("6", "Show duplicate detection rules", workflow.show_rules),
     ("7", "Wait for a detection job", workflow.wait),
     ("8", "Show a run folder's status", workflow.status),
+    ("9", "Undo merges", workflow.undo),
     ("0", "Exit", None),
 ]
 LOCAL_COMMANDS = frozenset({"status"})
 COMMANDS = {"detect": workflow.detect, "group": workflow.group, "prepare": workflow.prepare,
             "merge": workflow.merge, "status": workflow.status, "rules": workflow.show_rules,
-            "wait": workflow.wait}
+            "wait": workflow.wait, "undo": workflow.undo}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--view-id", help="detect: the view's id, when two views have the same name")
     p.add_argument("--folder")
     p.add_argument("--job-id")
-    p.add_argument("--max", help="max duplicates (group) or merges (merge) to take")
+    p.add_argument("--max", help="max duplicates (group), merges (merge) or merges to undo (undo) to take")
     p.add_argument("--target", help="oldest_record | newest_record | most_complete | most_recently_modified")
     p.add_argument("--replan", action=argparse.BooleanOptionalAction, default=None,
                    help="prepare: after step 4 has begun, plan only what is left (from the records as they are now)")
@@ -62,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-skip", action="store_true", help="merge: also try merges predicted to fail")
     p.add_argument("--marketing-workaround", action="store_true", help="merge: move list memberships first")
     p.add_argument("--check-modified", action="store_true", help="merge: skip records changed since prepare")
+    p.add_argument("--note", action="store_true", help="merge: leave a note on each merged target")
+    p.add_argument("--subordinate", action="append", default=[], metavar="ID",
+                   help="undo: only the merge of this subordinate (repeat for more)")
     p.add_argument("--workers", type=_positive, help="cap on parallel requests: merges (adaptive, up to 32) "
                    "and bulk reads (8)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -121,9 +125,9 @@ def run_action(app: workflow.App, action: object) -> int:
 def flag_answers(args: argparse.Namespace, work_dir: Path) -> FlagAnswers:
     values = {"entity": args.entity, "view": args.view, "folder": args.folder, "job_id": args.job_id,
               "max_duplicates": args.max, "max_merges": args.max, "target": args.target,
-              "parenting_checks": args.parenting_check}
+              "parenting_checks": args.parenting_check, "max_undo": args.max}
     on = {name for name, flag in (("wait", args.wait), ("yes", args.yes), ("skip", not args.no_skip),
-                                  ("marketing_workaround", args.marketing_workaround)) if flag}
+                                  ("marketing_workaround", args.marketing_workaround), ("note", args.note)) if flag}
     return FlagAnswers(values, work_dir, on)
 
 
@@ -154,7 +158,7 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, stdout: 
             client, label, handle = connection.client, connection.label, connection.emulator
         answers = PromptAnswers(console, work_dir) if interactive else flag_answers(args, work_dir)
         options = {"workers": args.workers, "check_modified": args.check_modified, "replan": args.replan,
-                   "view_id": args.view_id}
+                   "view_id": args.view_id, "subordinates": args.subordinate}
         app = workflow.App(client, console, answers, work_dir, options, environment_label=label)
         return run_menu(app) if interactive else COMMANDS[args.command](app)
     except OutputClosedError:  # `... | head`: the reader went away; what was sent is journaled

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json as jsonlib
 import logging
 import random
+import re
 import threading
 import time
 from collections import deque
@@ -59,6 +60,7 @@ _HINTS = {
     403: "Your account lacks a privilege for this; ask an administrator for a security role that grants it.",
     429: "Dataverse's service protection limits kept refusing it; run again later or with fewer workers.",
 }
+_ENTITY_ID = re.compile(r"\(([0-9a-fA-F-]{36})\)\s*$")
 _MAX_URL = 32_000  # Dataverse refuses GET URLs over 32,768 characters
 _RETRY_HINT = "Check in Dataverse whether it took effect before sending it again."
 _TOKEN_HINT = ("Sign in again (or, with AUTH_MODE=access_token, provide a new ACCESS_TOKEN) and rerun: "
@@ -125,7 +127,7 @@ class DataverseClient:
         self._session.cookies.set_policy(NoAffinityCookies())
         self._gate = ThrottleGate()
         self._metadata: dict[str, EntityMetadata] = {}
-        self._entity_sets: dict[str, str] | None = None
+        self._tables: dict[str, tuple[str, str]] | None = None
         self._environment: Environment | None = None
         self._refused_token = ""  # "Bearer ..." Dataverse refused and the provider could not renew
         self._metadata_lock = threading.Lock()
@@ -198,6 +200,15 @@ class DataverseClient:
             return None
         return self._json(response, f"POST {path}")
 
+    def create(self, entity_set: str, record: dict[str, Any]) -> str:
+        """Create a record; its id (from the OData-EntityId header). Not retried blindly: a lost answer raises
+        OutcomeUnknownError and the caller looks for the record before creating it again."""
+        response = self.request("POST", entity_set, json=record, safe_to_retry=False)
+        match = _ENTITY_ID.search(response.headers.get("OData-EntityId", ""))
+        if match is None:
+            raise DataverseError(f"Dataverse created a record in {entity_set} without saying its id.")
+        return match.group(1).lower()
+
     def patch(self, path: str, json: Any, *, if_match: str = "*") -> None:
         """Update a record; ``If-Match: *`` (the default) refuses to create one that does not exist."""
         self.request("PATCH", path, json=json, headers={"If-Match": if_match} if if_match else None)
@@ -259,15 +270,19 @@ class DataverseClient:
                                                 str(answer.get("OrganizationId") or "").lower())
             return self._environment
 
-    def entity_set_names(self) -> dict[str, str]:
-        """Every table's entity set name (`account` -> `accounts`), for lookups a merge writes: one request,
+    def table_names(self) -> dict[str, tuple[str, str]]:
+        """Every table's entity set name and primary key (`task` -> (`tasks`, `activityid`)): one request,
         cached. Fetched before step 3 plans, so that planning itself asks Dataverse nothing."""
         with self._metadata_lock:
-            if self._entity_sets is None:
-                rows = self.get_all("EntityDefinitions", {"$select": "LogicalName,EntitySetName"})
-                self._entity_sets = {str(r["LogicalName"]): str(r["EntitySetName"]) for r in rows
-                                     if r.get("LogicalName") and r.get("EntitySetName")}
-            return dict(self._entity_sets)
+            if self._tables is None:
+                rows = self.get_all("EntityDefinitions", {"$select": "LogicalName,EntitySetName,PrimaryIdAttribute"})
+                self._tables = {str(r["LogicalName"]): (str(r["EntitySetName"]), str(r.get("PrimaryIdAttribute") or ""))
+                                for r in rows if r.get("LogicalName") and r.get("EntitySetName")}
+            return dict(self._tables)
+
+    def entity_set_names(self) -> dict[str, str]:
+        """Every table's entity set name (`account` -> `accounts`), for the lookups a merge writes."""
+        return {name: names[0] for name, names in self.table_names().items()}
 
     def close(self) -> None:
         if self._own_session:

@@ -54,6 +54,7 @@ class MergeResult:
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     reprepare: list[str] = field(default_factory=list)  # records changed since prepare: run step 3 again
     lists_restored: int = 0                   # subordinates whose list memberships were put back after a failure
+    notes_failed: int = 0                     # merged targets whose note could not be created (merge --note)
     stopped: str = ""                         # why the run stopped before the end (a sentence), '' when it did not
     throttled: int = 0
     throttle_wait_s: float = 0.0
@@ -113,6 +114,9 @@ class MergeResult:
         if self.lists_restored:
             lines.append(f"Marketing-list memberships put back for {self.lists_restored} subordinates whose merge "
                          "failed after the workaround had moved them.")
+        if self.notes_failed:
+            lines.append(f"{self.notes_failed} merged targets did not get their note (see resolver.log); the merges "
+                         "stand.")
         if self.verified:
             lines.append(f"Verified {self.verified} targets after their merge: {len(self.mismatches)} mismatches.")
             lines += [f"  {m['target_id']} {m['field']}: expected {m['expected']!r}, found {m['actual']!r}"

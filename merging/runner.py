@@ -18,6 +18,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from dataverse import DataverseClient
+from dataverse.related import merge_relationships
 from errors import DataverseError, OutcomeUnknownError, TokenRefusedError
 from merging import drift as checks
 from merging.failure_classes import (
@@ -29,9 +30,11 @@ from merging.failure_classes import (
     classify,
 )
 from merging.list_workaround import ListWorkaround, is_plugin_failure
+from merging.notes import Notes
 from merging.outcomes import MergeResult, failure_hint, skip_text
 from merging.pool import DEFAULT_MAX_WORKERS, DEFAULT_START, AdaptiveLimit, ChainPool, Progress
 from merging.selection import MergePlan, MergeSettings
+from merging.snapshots import Snapshots
 from planning.preflight import would_fail
 from runfolder.folder import RunFolder
 from runfolder.journal import Journal, SubordinateHistory, now_iso
@@ -69,6 +72,10 @@ class MergeRun:
         self.lookups = sorted(self.meta.lookups())
         self.history = plan.history
         self.lists = ListWorkaround(client, journal, self.history, self.org)
+        self.notes = Notes(client, journal, plan.entity, self.meta.entity_set_name, str(run.root), self.org) \
+            if settings.note else None
+        self.relationships = merge_relationships(client, plan.entity) if settings.snapshots else None
+        self.snapshots: Snapshots | None = None
         self.result = MergeResult(journal_path=run.journal_path, actions_path=run.merge_actions_path)
         self._lock = threading.Lock()
         self._broken: dict[str, str] = {}  # target id -> the subordinate whose merge did not happen
@@ -92,7 +99,11 @@ class MergeRun:
         for skip in self.plan.skips:
             if skip.merge.subordinate_id not in handled and not self._done(skip.merge.subordinate_id):
                 self._record(skip.merge, MergeStatus.SKIPPED, reason=skip.reason, detail=skip.detail)
-        return self._drift(rows, states, handled)
+        ready = self._drift(rows, states, handled)
+        if self.relationships is not None:
+            self.snapshots = Snapshots(self.client, self.meta, self.relationships, ready, self.history, self.journal,
+                                       self.org)
+        return ready
 
     def _resolve_pending(self, pending: list[SubordinateHistory], running: set[str],
                          states: dict[str, checks.RecordState]) -> set[str]:
@@ -103,6 +114,8 @@ class MergeRun:
             row = planned.get(h.subordinate_id) or _row_from_history(h)
             master = checks.merged_into(states.get(h.subordinate_id, checks.RecordState(h.subordinate_id, False)))
             if master and master in (h.target_id, row.target_id):
+                if not h.notes:
+                    self._after_merge(row)
                 self._record(row, MergeStatus.ALREADY_MERGED, detail="an earlier Merge whose answer was lost "
                                                                      "took effect")
             elif master:
@@ -170,9 +183,11 @@ class MergeRun:
                                 detail=f"{blocker} into {row.target_id}", t0=t0, started=started)
         moved: list[dict[str, Any]] = []
         try:
-            if self._workaround_first(row):
-                moved = self.lists.apply(row)
-            status, exc, failure, detail = self._send(row, moved)
+            status, exc, failure, detail = self._snapshot(row)
+            if status is MergeStatus.MERGED:  # (the snapshot is on disk: go ahead)
+                if self._workaround_first(row):
+                    moved = self.lists.apply(row)
+                status, exc, failure, detail = self._send(row, moved)
         except TokenStop as stop:
             self._broken.setdefault(row.target_id, row.subordinate_id)
             self._record(row, MergeStatus.SKIPPED, reason=SkipReason.TOKEN_REFUSED, t0=t0, started=started)
@@ -180,6 +195,8 @@ class MergeRun:
         except DataverseError as wexc:  # the workaround was refused before any Merge was sent
             status, exc, failure, detail = MergeStatus.FAILED, wexc, WORKAROUND_FAILED, ""
         verification = None
+        if status.done:
+            self._after_merge(row)
         if status is MergeStatus.MERGED and self._should_verify(row):
             verification = checks.verify_target(self.client, self.meta.entity_set_name, self.lookups, row)
         if status is MergeStatus.FAILED:
@@ -189,6 +206,32 @@ class MergeRun:
                 self.result.lists_restored += 1
         return self._record(row, status, exc=exc, failure=failure, detail=detail, t0=t0, started=started,
                             verification=verification)
+
+    def _snapshot(self, row: PlannedMerge) -> Verdict:
+        """The undo record on disk before anything is sent; (MERGED, ...) means go ahead."""
+        if self.snapshots is None:
+            return MergeStatus.MERGED, None, None, ""
+        try:
+            self.snapshots.take(row)
+        except TokenRefusedError as exc:
+            raise TokenStop(exc) from exc
+        except DataverseError as exc:
+            return MergeStatus.FAILED, exc, OUTCOME_UNKNOWN if exc.is_transient else None, \
+                "its undo snapshot could not be read, so it was not sent"
+        return MergeStatus.MERGED, None, None, ""
+
+    def _after_merge(self, row: PlannedMerge) -> None:
+        """What follows a merge that happened: later merges of the chain learn what it wrote; the note."""
+        if self.snapshots is not None:
+            self.snapshots.merged(row)
+        if self.notes is not None:
+            try:
+                self.notes.ensure(row)
+            except TokenRefusedError as exc:
+                raise TokenStop(exc) from exc
+            except DataverseError as exc:  # the merge stands; the note is reported, not retried blindly
+                log.warning("note on %s not created: %s", row.target_id, exc.message)
+                self.result.notes_failed += 1
 
     def _workaround_first(self, row: PlannedMerge) -> bool:
         """Move lists before the Merge: only where pre-flight saw memberships and no other refusal coming."""

@@ -35,6 +35,8 @@ class MergeSettings:
     verify_first: int = 20
     verify_sample: float = 0.05
     workers: int | None = None
+    note: bool = False                 # a note on each merged target (merging/notes.py)
+    snapshots: bool = True             # an undo record before each merge (merging/snapshots.py)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataverse.odata import FORMATTED, LOOKUP_TABLE, NAV_PROPERTY, is_lookup_col
 from errors import ResolverError
 from planning.audit_files import NAME_SUFFIX, AuditRows
 from planning.helpers import is_empty
-from planning.preflight import PreflightData, check_merge
+from planning.preflight import PreflightData, cascade_note, check_merge
 from planning.targets import Strategy, parse_when
 from runfolder.state import Finding, Group, PlannedMerge, Severity
 
@@ -112,12 +112,14 @@ class Planner:
     """
 
     def __init__(self, meta: EntityMetadata, merge_fn: MergeFn, ignore: Iterable[str],
-                 entity_sets: Mapping[str, str], preflight: PreflightData | None) -> None:
+                 entity_sets: Mapping[str, str], preflight: PreflightData | None,
+                 related: Mapping[str, Mapping[str, int]] | None = None) -> None:
         self.meta, self.entity, self.merge_fn = meta, meta.logical_name, merge_fn
         self.writable = writable_columns(meta, ignore)
         self.columns = frozenset(lookup_column(n) if a.is_lookup else n for n, a in meta.attributes.items())
         self.dropped: Counter[str] = Counter()  # columns a rule returned that cannot be written
         self.entity_sets, self.preflight = entity_sets, preflight
+        self.related = related or {}   # record id -> rows that point at it, per table (what its merge moves)
         self.odata_type = f"Microsoft.Dynamics.CRM.{meta.logical_name}"
 
     def plan(self, group_id: str, records: Sequence[Mapping[str, Any]], strategy: Strategy,
@@ -143,12 +145,16 @@ class Planner:
             if self.preflight is not None:
                 findings += check_merge(self.entity, new_after.row, sub.row, self.preflight, absorbed=absorbed,
                                         target_before=after.row)
+            moves = tuple(self.related.get(sub_id, {}).items())
+            note = cascade_note(sum(n for _, n in moves))
+            if note is not None:
+                findings.append(note)
             merges.append(PlannedMerge(
                 group_id=group_id, order=order, target_id=target_id, subordinate_id=sub_id,
                 update_content=update, changed_fields=tuple(logical_name(c) for c in write),
                 preflight=tuple(findings), target_modifiedon=target_raw.get("modifiedon"),
                 subordinate_modifiedon=sub_raw.get("modifiedon"), target_name=str(target_raw.get(name) or ""),
-                subordinate_name=str(sub_raw.get(name) or ""),
+                subordinate_name=str(sub_raw.get(name) or ""), related=moves,
             ))
             shown = _Rec(write, {c: new_after.notes[c] for c in write if c in new_after.notes})
             audits.append(AuditRows(sub_id, sub.display(), after.display(), shown.display(), new_after.display()))

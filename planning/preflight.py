@@ -38,8 +38,9 @@ SEVERITY = {
     "hierarchy_loop": FAIL, "child_cases": FAIL,
     "parenting_differs": FAIL_IF_PARENTING, "parent_lost": FAIL_IF_PARENTING,
     "marketing_list": FAIL_IF_MARKETING_PLUGIN,
-    "lookup_dropped": WARN, "update_ignored": WARN,
+    "lookup_dropped": WARN, "update_ignored": WARN, "async_cascade": WARN,
 }
+ASYNC_CASCADE_ROWS = 1000  # Dataverse moves more related rows than this after the Merge answers
 
 
 def severity_of(code: str) -> Severity:
@@ -199,21 +200,28 @@ def active_quote_counts(quotes: Iterable[Row]) -> dict[str, int]:
 Fetch = Callable[[str, str, list[str], list[str]], Iterable[Row]]
 
 
-def gather(entity: str, entity_set: str, primary_id: str, records: Mapping[str, Row], fetch: Fetch) -> PreflightData:
+def gather(entity: str, entity_set: str, primary_id: str, records: Mapping[str, Row], fetch: Fetch,
+           memberships: Mapping[str, int] | None = None) -> PreflightData:
     """Everything the checks read, for all records of the run (targets are chosen later, so: all of them)."""
-    return with_parents(gather_by_ids(entity, list(records), fetch), entity, entity_set, primary_id, records, fetch)
+    by_ids = gather_by_ids(entity, list(records), fetch, memberships or {})
+    return with_parents(by_ids, entity, entity_set, primary_id, records, fetch)
 
 
-def gather_by_ids(entity: str, ids: list[str], fetch: Fetch) -> PreflightData:
-    """The checks' data that needs only the records' ids (quotes, list memberships, child cases): step 3 reads
-    it while it reads the record files."""
-    data = PreflightData()
+def cascade_note(rows: int) -> Finding | None:
+    """A merge moving more related rows than Dataverse moves in the request: it finishes them afterwards."""
+    if rows <= ASYNC_CASCADE_ROWS:
+        return None
+    return Finding("async_cascade", WARN, f"This merge moves {rows} related rows: Dataverse finishes moving them "
+                                          "in the background after the Merge answers (eventual consistency).")
+
+
+def gather_by_ids(entity: str, ids: list[str], fetch: Fetch, memberships: Mapping[str, int]) -> PreflightData:
+    """The checks' data that needs only the records' ids (quotes, child cases; `memberships`, the marketing
+    lists each record is in, step 3 reads with the related rows): read while the record files are read."""
+    data = PreflightData(list_memberships=memberships)
     if entity in ("account", "contact"):
         quotes = fetch("quotes", "_customerid_value", ids, ["quoteid", "_customerid_value", "statecode"])
         data = replace(data, active_quotes=active_quote_counts(quotes))
-    if entity in ("account", "contact", "lead"):
-        members = fetch("listmembers", "_entityid_value", ids, ["listmemberid", "_listid_value", "_entityid_value"])
-        data = replace(data, list_memberships=count_by(members, "_entityid_value", distinct="_listid_value"))
     if entity == "incident":
         children = fetch("incidents", "_parentcaseid_value", ids, ["incidentid", "_parentcaseid_value"])
         data = replace(data, child_cases=count_by(children, "_parentcaseid_value"))

@@ -20,17 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from dataverse import DataverseClient, EntityMetadata, Environment
+from dataverse.related import counts, list_memberships, merge_relationships, related_rows
 from errors import EnvironmentMismatchError, NotFoundError, RunStateError, StepFourStartedError, UsageError, about
 from planning.audit_files import AuditWriter
 from planning.planner import MergeFn, Planner, plan_all
-from planning.preflight import Fetch, gather_by_ids, summarise, with_parents
+from planning.preflight import Fetch, PreflightData, gather_by_ids, summarise, with_parents
 from planning.targets import get_strategy
 from runfolder.folder import RunFolder
 from runfolder.journal import SubordinateHistory, read_journal, replay
 from runfolder.lock import RunLock
 from runfolder.merges_csv import read_selection, write_view
 from runfolder.plan_file import PlanHeader, read_plan, write_plan
-from runfolder.state import DuplicateGroups, Group
+from runfolder.state import DuplicateGroups, Group, PlannedMerge
 
 log = logging.getLogger(__name__)
 _MADE_BY = "step 2 (Group duplicates)"
@@ -59,6 +60,7 @@ class PrepareResult:
     already_merged: int = 0                         # with replan: subordinates merged by earlier runs of step 4
     kept_targets: int = 0                           # with replan: groups whose target was fixed by a merge done
     notes: list[str] = field(default_factory=list)  # lines for the summary (groups left out, ...)
+    related_totals: tuple[tuple[str, int], ...] = ()  # related rows the merges will move, per table, most first
 
 
 def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings, *, merge_fn: MergeFn,
@@ -80,13 +82,13 @@ def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings, *, m
             if settings.replan:
                 records = _fresh_records(client, meta, groups)
                 groups, targets = _what_is_left(groups, records, history, environment, notes)
-            by_ids = side.submit(gather_by_ids, meta.logical_name, [i for g in groups.groups for i in g.record_ids],
-                                 fetch)
+            impact = side.submit(_impact, client, meta, [i for g in groups.groups for i in g.record_ids], fetch)
             if not settings.replan:
                 records = _read_records(run, groups, meta.primary_id)
-            checks = with_parents(by_ids.result(), meta.logical_name, meta.entity_set_name, meta.primary_id,
-                                  records, fetch)
-        planner = Planner(meta, merge_fn, ignore, client.entity_set_names(), checks)
+            related, by_ids, skipped = impact.result()
+            checks = with_parents(by_ids, meta.logical_name, meta.entity_set_name, meta.primary_id, records, fetch)
+        notes += skipped
+        planner = Planner(meta, merge_fn, ignore, client.entity_set_names(), checks, related)
         first = [meta.primary_id, meta.primary_name]
         header = PlanHeader.new(meta.logical_name, environment, settings.target_strategy, previous, excluded)
         with run.replace_dir(run.prepare_dir) as tmp:
@@ -102,6 +104,7 @@ def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings, *, m
         preflight_counts=summarise(m.preflight for m in merges),
         not_written=tuple(sorted(planner.dropped.items())), environment=environment,
         already_merged=sum(1 for h in history.values() if h.done), kept_targets=len(targets), notes=notes,
+        related_totals=_totals(merges),
     )
 
 
@@ -113,6 +116,8 @@ def summary_lines(result: PrepareResult) -> list[str]:
         lines.append(f"Planned what is left: {result.already_merged} subordinates were merged by step 4 already; "
                      f"{result.kept_targets} groups keep the target they were merged into.")
     lines += result.notes
+    if result.related_totals:
+        lines.append("Related rows that will move: " + ", ".join(f"{n:,} {t}" for t, n in result.related_totals))
     if result.top_changed_fields:
         lines.append("Fields changed most often: " + ", ".join(f"{f} ({n})" for f, n in result.top_changed_fields))
     if result.preflight_counts:
@@ -125,6 +130,25 @@ def summary_lines(result: PrepareResult) -> list[str]:
                      "_x_value): " + ", ".join(f"{c} ({n})" for c, n in result.not_written))
     lines.append(f"Written: {result.merges_csv} and {result.audit_files} audit files in {result.audit_dir}.")
     return lines
+
+
+def _impact(client: DataverseClient, meta: EntityMetadata, ids: list[str],
+            fetch: Fetch) -> tuple[dict[str, dict[str, int]], PreflightData, list[str]]:
+    """What each record's merge would move (rows pointing at it, per table; its list memberships), the
+    pre-flight data that needs only ids, and lines naming tables that could not be read."""
+    relationships = merge_relationships(client, meta.logical_name)
+    rows = related_rows(client, relationships, ids)
+    lists = list_memberships(client, ids) if relationships.memberships else {}
+    related = {i: c for i in ids if (c := counts(relationships, rows.get(i, {}), lists.get(i, [])))}
+    by_ids = gather_by_ids(meta.logical_name, ids, fetch, {i: len(set(v)) for i, v in lists.items()})
+    return related, by_ids, [f"Not counted: {s}." for s in relationships.skipped]
+
+
+def _totals(merges: list[PlannedMerge]) -> tuple[tuple[str, int], ...]:
+    totals: Counter[str] = Counter()
+    for m in merges:
+        totals.update(dict(m.related))
+    return tuple(totals.most_common())
 
 
 def _read_groups(run: RunFolder, entity: str) -> DuplicateGroups:

@@ -115,6 +115,14 @@ class RunFolder:
         return self.update_dir / "journal.jsonl"
 
     @property
+    def undo_journal_path(self) -> Path:
+        return self.update_dir / "undo_journal.jsonl"
+
+    @property
+    def undo_actions_path(self) -> Path:
+        return self.update_dir / "undo_actions_made.json"
+
+    @property
     def log_path(self) -> Path:
         return self.root / "resolver.log"
 

@@ -9,6 +9,8 @@ moves on, so after any crash the file tells what was sent and what came back. Ev
   ``verification`` and ``reason``, the sentence for people); skips are results with status ``skipped``.
 - ``list_add`` / ``list_remove``: marketing-list workaround steps, phase ``intent`` then ``done``;
   ``list_restore`` (action ``add``/``remove``): the same lists put back after the merge failed.
+- ``snapshot``: the merge's undo record, written before its first ``sending`` (merging/snapshots.py).
+- ``note``: an annotation created on the target after the merge (``merge --note``), phase ``intent``/``done``.
 
 A ``sending`` with no ``result`` after it is a merge whose outcome is unknown; the merge step asks
 Dataverse before doing anything else with that subordinate. A merge counts as done for one target in one
@@ -154,6 +156,8 @@ class SubordinateHistory:
     pending: bool = False          # a "sending" with no result after it: outcome unknown
     first_ts: str = ""
     list_steps: list[dict[str, Any]] = field(default_factory=list)
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)  # target id -> undo record taken before
+    notes: list[str] = field(default_factory=list)  # annotations step 4 created on the target (merge --note)
 
     @property
     def status(self) -> MergeStatus | None:
@@ -210,6 +214,10 @@ def replay(events: Iterable[dict[str, Any]]) -> dict[str, SubordinateHistory]:
             h.pending = False
         elif kind in ("list_add", "list_remove", "list_restore"):
             h.list_steps.append(ev)
+        elif kind == "snapshot":
+            h.snapshots.setdefault(str(ev.get("target_id") or "").lower(), ev)
+        elif kind == "note" and ev.get("annotation_id"):
+            h.notes.append(str(ev["annotation_id"]))
     return history
 
 

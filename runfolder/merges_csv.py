@@ -28,8 +28,8 @@ from runfolder.plan_file import Plan
 from runfolder.state import PlannedMerge
 
 KEY_COLUMNS = ["group_id", "order", "target_id", "subordinate_id"]
-COLUMNS = [*KEY_COLUMNS, "target_name", "subordinate_name", "preflight", "changed_fields", "update_content",
-           "target_modifiedon", "subordinate_modifiedon"]
+COLUMNS = [*KEY_COLUMNS, "target_name", "subordinate_name", "preflight", "changed_fields", "related",
+           "update_content", "target_modifiedon", "subordinate_modifiedon"]
 CELL_MAX = 32_000          # Excel keeps at most 32,767 characters in a cell: longer ones are shown abridged
 _SEPARATORS = (",", ";", "\t")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -52,6 +52,11 @@ def preflight_text(merge: PlannedMerge) -> str:
     return " | ".join(f"{f.code}: {f.message}" for f in merge.preflight) or "ok"
 
 
+def related_text(merge: PlannedMerge) -> str:
+    """The rows the merge will move: `task:3;incident:1;listmember:2` ('' when none)."""
+    return ";".join(f"{table}:{n}" for table, n in merge.related)
+
+
 def _shown(text: str) -> str:
     """Text a spreadsheet would run as a formula gets a leading ' (OWASP's CSV injection advice)."""
     return "'" + text if text.startswith(_FORMULA_START) else text
@@ -64,7 +69,7 @@ def write_view(path: Path, merges: Iterable[PlannedMerge]) -> None:
     for m in merges:
         writer.writerow([m.group_id, m.order, m.target_id, m.subordinate_id, _shown(m.target_name),
                          _shown(m.subordinate_name), _shown(preflight_text(m)), ";".join(m.changed_fields),
-                         update_cell(m), m.target_modifiedon or "", m.subordinate_modifiedon or ""])
+                         related_text(m), update_cell(m), m.target_modifiedon or "", m.subordinate_modifiedon or ""])
     atomic_write_text(path, "\ufeff" + buf.getvalue())
 
 

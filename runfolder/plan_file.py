@@ -64,6 +64,7 @@ def merge_to_json(m: PlannedMerge) -> dict[str, Any]:
         "update_content": m.update_content, "changed_fields": list(m.changed_fields),
         "preflight": [{"code": f.code, "severity": str(f.severity), "message": f.message} for f in m.preflight],
         "target_modifiedon": m.target_modifiedon, "subordinate_modifiedon": m.subordinate_modifiedon,
+        "related": dict(m.related),
     }
 
 
@@ -79,6 +80,7 @@ def merge_from_json(d: dict[str, Any]) -> PlannedMerge:
                         for f in d.get("preflight") or ()),
         target_modifiedon=d.get("target_modifiedon"), subordinate_modifiedon=d.get("subordinate_modifiedon"),
         target_name=str(d.get("target_name") or ""), subordinate_name=str(d.get("subordinate_name") or ""),
+        related=tuple((str(k), int(v)) for k, v in (d.get("related") or {}).items()),
     )
 
 

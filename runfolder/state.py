@@ -96,6 +96,11 @@ class PlannedMerge:
     subordinate_modifiedon: str | None = None
     target_name: str = ""
     subordinate_name: str = ""
+    related: tuple[tuple[str, int], ...] = ()   # rows the merge will move, per table (listmember: memberships)
+
+    @property
+    def related_rows(self) -> int:
+        return sum(n for _, n in self.related)
 
     @property
     def predicted_to_fail(self) -> bool:

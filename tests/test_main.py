@@ -105,7 +105,7 @@ def test_menu_drives_the_whole_flow(work: Path, org: EmulatorHandle) -> None:
         "1", "contact", VIEW, "y",                 # detect, wait for the job
         "2", "run1", "",                           # group: folder, no max (entity and job id remembered)
         "3", "oldest_record",                      # prepare
-        "4", "False", "", "n", "y", "y",           # merge: no parenting checks, all, no workaround, skip, go
+        "4", "False", "", "n", "n", "y", "y",      # merge: no parenting checks, all, no workaround, no note, skip, go
         "0",
     ])
     assert code == 0, out
@@ -159,7 +159,7 @@ def test_missing_or_bad_flags_are_usage_errors(work: Path, argv: list[str]) -> N
 
 def test_bad_input_at_every_prompt_gets_a_message_and_the_prompt_again(work: Path, org: EmulatorHandle) -> None:
     code, out = drive(work, [
-        "9", "abc", "", "   ", "-1",                                   # unknown menu choices
+        "99", "abc", "", "   ", "-1",                                  # unknown menu choices
         "3", "Contact", "con tact", "x'; drop", "contact",             # entity: uppercase, space, injection
         "../outside", "/etc", "run1",                                  # folder outside the working folder
         "oldest",                                                      # bad target selection, then Ctrl-D

@@ -75,6 +75,8 @@ def questions(work_dir: Path) -> dict[str, Question]:
         "parenting_checks": Question("Perform parenting checks? (True/False)", parse_yes_no, "True",
                                      "--parenting-check"),
         "max_merges": Question("Maximum number of merges to run now (Enter for all)", parse_max, "", "--max"),
+        "max_undo": Question("Maximum number of merges to undo (Enter for all; the latest first)", parse_max, "",
+                             "--max"),
     }
 
 

@@ -199,6 +199,8 @@ def merge(app: App) -> int:
             default=False, flag="marketing_workaround"),
         check_modified=bool(app.options.get("check_modified", False)),
         workers=app.options.get("workers"),
+        note=app.answers.confirm("Leave a note on each merged target (who was merged into it, when, what was "
+                                 "written)?", default=False, flag="note"),
     )
     plan = merge_step.load(app.client, run, settings)
     app.console.say(*plan.summary_lines())
@@ -219,6 +221,31 @@ def merge(app: App) -> int:
                             on_progress=lambda p: app.console.progress(str(p), final=p.done >= p.total))
     app.console.say(*result.summary_lines())
     return 1 if result.failed or result.stopped else 0
+
+
+def undo(app: App) -> int:
+    import undo_merges as undo_step
+
+    entity = app.answers.get("entity")
+    run = app.folder()
+    if not run.journal_path.exists():   # say so before asking anything else
+        raise RunStateError(f"{run.display(run.journal_path)} does not exist: nothing was merged in this folder.",
+                            "Step 4 (Merge duplicates) writes it.")
+    settings = undo_step.UndoSettings(entity=entity, subordinates=tuple(app.options.get("subordinates") or ()),
+                                      max_undo=app.answers.get("max_undo"), workers=app.options.get("workers"))
+    plan = undo_step.load(app.client, run, settings)
+    app.console.say(*plan.summary_lines())
+    if not plan.items:
+        app.console.say("Nothing to undo.")
+        return 0
+    if not app.answers.confirm(f"Undo {len(plan.items)} merges in Dataverse now?", default=False, flag="yes"):
+        app.console.say("Nothing was undone.")
+        return 0
+    result = undo_step.run(app.client, run, plan, settings,
+                           on_progress=lambda p: app.console.progress(str(p), final=p.done >= p.total),
+                           on_wait=lambda text: app.console.progress(text))
+    app.console.say(*result.summary_lines())
+    return 1 if result.failed else 0
 
 
 def status(app: App) -> int:
