@@ -16,8 +16,9 @@ def describe(run: RunFolder) -> list[str]:
     try:
         groups = run.read_duplicate_groups()
         size = sum(len(g.record_ids) for g in groups.groups)
-        lines.append(f"  step 2: {len(groups.groups)} groups, {size} records of {groups.entity} "
-                     f"from job {groups.job_id}")
+        jobs = groups.all_job_ids
+        source = f"job {jobs[0]}" if len(jobs) == 1 else f"{len(jobs)} detection jobs"
+        lines.append(f"  step 2: {len(groups.groups)} groups, {size} records of {groups.entity} from {source}")
     except RunStateError as exc:
         lines.append(f"  step 2: {exc.message}")
     if run.merges_csv.exists():
