@@ -208,7 +208,8 @@ def advance(client: DataverseClient, jobs: DetectionJobs, settings: DetectSettin
         if not status.done:
             continue
         if not status.succeeded:
-            part.state, part.message = JobState.FAILED, f"{status.label}: {status.message}".strip(": ")
+            part.state = JobState.FAILED
+            part.message = " ".join(f"{status.label}: {status.message}".split()).strip(": ")   # one line
             events.append(f"Job {part.job_id} ended {part.message}")
             continue
         found = job_base_records(client, part.job_id)

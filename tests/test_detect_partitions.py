@@ -25,6 +25,7 @@ from dataverse_emulator import EmulatorHandle, start_emulator
 from dataverse_emulator.datasets import dataset_groups
 from dataverse_emulator.errors import ServiceError
 from dataverse_emulator.partitions_data import KnownGroup
+from errors import RunStateError
 from group_duplicates import (
     GroupSettings,
     base_only_records,
@@ -262,3 +263,22 @@ def test_the_menu_remembers_the_jobs_of_option_1(org: tuple[EmulatorHandle, Path
     assert code == 0 and "Traceback" not in text and "Detection job ids" not in text, text
     assert "1 detection job(s) finished" in text and "duplicates of 1 detection job(s)" in text
     assert found(RunFolder(work / "menu_run")) == known(SMALL)
+
+
+def test_a_failed_job_stops_the_waiting_with_its_message(tmp_path: Path) -> None:
+    handle = start_emulator("synthetic-partitions:100", job_seconds=0.5)
+    try:
+        client = client_for(handle)
+        settings = detect.DetectSettings("contact", VIEW)
+        jobs = detect.run(client, settings).jobs
+        for rule in client.get_all("duplicaterules", {"$select": "duplicateruleid",
+                                                      "$filter": "baseentityname eq 'contact'"}):
+            client.post(f"duplicaterules({rule['duplicateruleid']})/Microsoft.Dynamics.CRM.UnpublishDuplicateRule")
+        path = tmp_path / "detection_jobs_contact.json"
+        with pytest.raises(RunStateError, match="ended Failed: No published duplicate detection rules") as info:
+            detect.wait_for_jobs(client, jobs, settings, save=lambda state: save_jobs(path, state),
+                                 on_progress=lambda *_: None, poll_s=0.05, timeout_s=30)
+    finally:
+        handle.stop()
+    assert "\n" not in str(info.value) and "start a new detection" in info.value.hint
+    assert [p.state for p in load_jobs(path).parts] == [JobState.FAILED]
