@@ -44,6 +44,15 @@ def find_env_files(folder: Path) -> list[Path]:
     return ([first] if first.is_file() else []) + found
 
 
+def env_file_uri(path: Path) -> str:
+    """The ENVIRONMENT_URI a .env file names, for showing which is which (never raises)."""
+    try:
+        uri = (dotenv_values(path, encoding="utf-8-sig", interpolate=False).get("ENVIRONMENT_URI") or "").strip()
+    except (OSError, UnicodeDecodeError):
+        uri = ""
+    return uri or "no ENVIRONMENT_URI"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Config:
     """Everything needed to sign in and reach one Dataverse environment. Secrets are kept out of repr."""
@@ -167,6 +176,10 @@ def _check_environment_uri(uri: str, name: str) -> str:
         raise ConfigError(f"{bad}: without a user name or password in it.")
     if "/api/data" in parts.path.lower():
         raise ConfigError(f"{bad}: the environment's address, without /api/data/...")
+    if parts.path.strip("/"):
+        root = f"{parts.scheme}://{parts.netloc}/"
+        raise ConfigError(f"{bad}: the environment's address only, not a page in it ('{parts.path}').",
+                          f"Use ENVIRONMENT_URI={root}")
     return uri if uri.endswith("/") else uri + "/"
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dataverse import DataverseClient, odata_string
+from dataverse import DataverseClient, odata_string, validate_guid
 from dataverse.duplicate_rules import Rule, published_rules
 from dataverse.jobs import (  # noqa: F401 - re-exported: step 2, the menu and the benchmarks use them here
     STATUS_LABELS,
@@ -55,6 +55,7 @@ class DetectSettings:
     entity: str
     view: str
     job_name: str = ""
+    view_id: str = ""           # which view, when two have the same name
     job_cap: int = JOB_DUPLICATE_CAP
     max_running: int = MAX_RUNNING_JOBS
     split_parts: int = SPLIT_PARTS
@@ -77,21 +78,42 @@ class DetectResult:
     jobs: DetectionJobs = field(repr=False)   # what to save and carry on with (advance, wait_for_jobs)
 
 
-def find_view(client: DataverseClient, entity: str, name: str) -> View:
-    """The view named `name` for `entity`: system views first, then the caller's personal views."""
+def find_view(client: DataverseClient, entity: str, name: str, view_id: str = "") -> View:
+    """The view named `name` for `entity` (system views and the caller's personal views). Two views of that
+    name are ambiguous (AmbiguousViewError lists them) unless `view_id` says which."""
     name = name.strip()
     if not name:
         raise UsageError("The view name is empty.", "Type the name of a system or personal view.")
+    found: list[View] = []
     for set_name, key, kind in (("savedqueries", "savedqueryid", "system"), ("userqueries", "userqueryid", "personal")):
-        rows = list(client.get_all(set_name, {
+        rows = client.get_all(set_name, {
             "$select": f"{key},name,fetchxml",
             "$filter": f"name eq {odata_string(name)} and returnedtypecode eq {odata_string(entity)}",
-        }))
-        if rows:
-            row = sorted(rows, key=lambda r: r[key])[0]
-            return View(row[key], row["name"], kind, row.get("fetchxml") or "")
+        })
+        found += sorted((View(str(r[key]).lower(), r["name"], kind, r.get("fetchxml") or "") for r in rows),
+                        key=lambda v: v.view_id)
+    if view_id:
+        chosen = [v for v in found if v.view_id == validate_guid(view_id)]
+        if not chosen:
+            raise about("view", UsageError(f"No view named '{name}' for {entity} has the id {view_id}.",
+                                           "Check --view-id (or leave it out when the name is unique)."))
+        return chosen[0]
+    if len(found) > 1:
+        raise AmbiguousViewError(found)
+    if found:
+        return found[0]
     hint = _close_views(client, entity, name)
     raise about("view", UsageError(f"There is no view named '{name}' for {entity}.", hint))
+
+
+class AmbiguousViewError(UsageError):
+    """Several views have the name asked for; `views` lists them (the menu asks which, a command needs --view-id)."""
+
+    def __init__(self, views: list[View]) -> None:
+        listed = "; ".join(f"{v.view_id} ({v.kind})" for v in views)
+        super().__init__(f"{len(views)} views are named '{views[0].name}': {listed}.",
+                         "Choose one with --view-id ID.")
+        self.views = views
 
 
 def _close_views(client: DataverseClient, entity: str, name: str) -> str:
@@ -133,7 +155,7 @@ def start_job(client: DataverseClient, entity: str, query: dict, job_name: str) 
         "Query": query, "JobName": job_name, "SendEmailNotification": False,
         "TemplateId": "00000000-0000-0000-0000-000000000000", "ToRecipients": [], "CCRecipients": [],
         "RecurrencePattern": "", "RecurrenceStartTime": now,
-    }, safe_to_retry=False)
+    }, safe_to_retry=True)  # a lost answer may be resent: a second job changes no records
     job_id = (answer or {}).get("JobId")
     if not job_id:
         raise DataverseError("BulkDetectDuplicates answered without a JobId.")
@@ -152,7 +174,7 @@ class DetectPlan:
 def plan_job(client: DataverseClient, settings: DetectSettings) -> DetectPlan:
     """Check the table, find the view, read the published rules and build the Query (reads only)."""
     check_entity(client, settings.entity)
-    view = find_view(client, settings.entity, settings.view)
+    view = find_view(client, settings.entity, settings.view, settings.view_id)
     rules = published_rules(client, settings.entity)
     return DetectPlan(view, rules, to_query_expression(client, view.fetchxml) if rules else {})
 

@@ -20,6 +20,8 @@ class ResolverError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
+        if "\n" in self.message:  # a message that lists rows: the hint on a line of its own
+            return f"{self.message.rstrip()}\n{self.hint}".strip()
         return f"{self.message} {self.hint}".strip()
 
 
@@ -29,6 +31,23 @@ class ConfigError(ResolverError):
 
 class UsageError(ResolverError):
     """The user typed or passed something we cannot use (command line: exit 2)."""
+
+
+class PlanMismatchError(UsageError):
+    """prepare/merges.csv (the plan's view, edited in a spreadsheet) differs from the plan other than by
+    deleted rows. `rows`: one line per row that differs; `problems`: how each differs (RowProblem)."""
+
+    rows: list[str]
+    problems: list[str]
+
+
+class EnvironmentMismatchError(UsageError):
+    """A run folder prepared against one Dataverse environment, used with another (a wrong .env file)."""
+
+
+class OutputClosedError(Exception):
+    """The user's output went away (`python main.py merge ... | head` after head exits): stop quietly, like a
+    Unix tool, after the merges in flight are recorded. Not a ResolverError: there is no one to tell."""
 
 
 class AuthError(ResolverError):
@@ -46,6 +65,10 @@ class RunStateError(ResolverError):
     def __init__(self, message: str, hint: str = "", path: str = "") -> None:
         super().__init__(message, hint)
         self.path = path
+
+
+class StepFourStartedError(RunStateError):
+    """Step 3 was asked to replace a plan whose merges have begun (see PrepareSettings.replan)."""
 
 
 class DataverseError(ResolverError):

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from create_detection_job import JOB_DUPLICATE_CAP, JobStatus, job_statuses
 from dataverse import DataverseClient, EntityMetadata, validate_guid
+from dataverse.environment import Environment
 from errors import DataverseError, NotFoundError, RunStateError, UsageError, about
 from planning.grouping import cap_groups, group_id, group_pairs, summary
 from runfolder.folder import RunFolder
@@ -235,36 +236,45 @@ def download_records(client: DataverseClient, meta: EntityMetadata, ids: list[st
     return found
 
 
-def _read_jobs(client: DataverseClient, settings: GroupSettings) -> tuple[
-        tuple[str, ...], EntityMetadata, list[dict], list[str]]:
-    """The job ids (each once), the table's metadata, the jobs' rows, and the jobs that hit the cap.
-    Refuses unknown, unfinished or failed jobs and jobs of another table."""
+@dataclass(frozen=True)
+class _JobsRead:
+    job_ids: tuple[str, ...]          # each once, in the order given
+    meta: EntityMetadata
+    rows: list[dict]                  # every job's duplicaterecord rows
+    capped: list[str]                 # the jobs that hit the cap
+    environment: Environment
+
+
+def _read_jobs(client: DataverseClient, settings: GroupSettings) -> _JobsRead:
+    """The jobs' rows, the table's metadata and the environment, read at once; refuses unknown, unfinished
+    or failed jobs and jobs of another table."""
     if not settings.job_ids:
         raise about("jobs", UsageError("No detection job given.", "Give one or more job ids, or the jobs file."))
     job_ids = tuple(dict.fromkeys(validate_guid(j) for j in settings.job_ids))
-    # the table's metadata (three requests) and the jobs' rows are read while the jobs' status is checked
-    with ThreadPoolExecutor(max_workers=max(2, min(settings.workers, len(job_ids) + 1))) as pool:
-        table = pool.submit(client.entity, settings.entity)
+    # metadata (three requests), WhoAmI and the jobs' rows are read while the jobs' status is checked
+    with ThreadPoolExecutor(max_workers=max(3, min(settings.workers, len(job_ids) + 2))) as pool:
+        table, where = pool.submit(client.entity, settings.entity), pool.submit(client.environment)
         reading = {job: pool.submit(read_job_rows, client, job) for job in job_ids}
         check_finished(job_statuses(client, job_ids).values())
         rows_of = {job: reading[job].result() for job in job_ids}
-        meta = table.result()
+        meta, environment = table.result(), where.result()
     rows: list[dict] = []
-    capped_jobs: list[str] = []
+    capped: list[str] = []
     for job_id, job_rows in rows_of.items():
         check_job_entity(job_rows, settings.entity, job_id)
         # a job stops at the cap: as many records with duplicates as the cap means there may be more
         if len({r["_baserecordid_value"] for r in job_rows if r.get("_baserecordid_value")}) >= settings.job_cap:
-            capped_jobs.append(job_id)
+            capped.append(job_id)
         rows += job_rows
-    return job_ids, meta, rows, capped_jobs
+    return _JobsRead(job_ids, meta, rows, capped, environment)
 
 
 def run(client: DataverseClient, run: RunFolder, settings: GroupSettings,
         on_progress: Progress | None = None) -> GroupResult:
     """`on_progress(done, total)` follows the records whose duplicates are asked (base-only job rows)."""
     requests_before = client.stats.requests
-    job_ids, meta, rows, capped_jobs = _read_jobs(client, settings)
+    jobs = _read_jobs(client, settings)
+    meta, rows = jobs.meta, jobs.rows
     early = base_only_records(rows) if settings.max_duplicates is None else []   # with --max: groups first
     with _early_download(client, meta, early, run.write_record) as downloaded:
         found_pairs, base_only = collect_pairs(client, meta, rows, settings, on_progress)
@@ -280,8 +290,9 @@ def run(client: DataverseClient, run: RunFolder, settings: GroupSettings,
     groups = _groups_of_existing(members, found)
     for alone in found.difference(i for g in groups for i in g.record_ids):  # its duplicates are gone
         run.record_path(alone).unlink(missing_ok=True)
-    result = DuplicateGroups(job_ids[0], settings.entity, groups, len(pairs), bool(capped_jobs),
-                             datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), job_ids, tuple(capped_jobs))
+    result = DuplicateGroups(jobs.job_ids[0], settings.entity, groups, len(pairs), bool(jobs.capped),
+                             datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), jobs.environment,
+                             job_ids=jobs.job_ids, capped_jobs=tuple(jobs.capped))
     run.write_duplicate_groups(result)
     written = [run.display(run.record_data_dir), run.display(run.duplicate_groups_path)]
     return GroupResult(result, summary([list(g.record_ids) for g in groups], len(pairs)),

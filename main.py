@@ -10,18 +10,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
-from typing import TextIO, cast
+from typing import TYPE_CHECKING, TextIO, cast
 
-from auth import StaticTokenProvider, find_env_files, load_config, make_token_provider
-from dataverse import DEFAULT_SETTINGS, DataverseClient
-from errors import ConfigError, ResolverError, UsageError
+from dataverse import DataverseClient
+from errors import ConfigError, OutputClosedError, ResolverError, UsageError
+
+if TYPE_CHECKING:
+    from dataverse_emulator import EmulatorHandle
 from ui import workflow
 from ui.answers import FlagAnswers, JobSelection, PromptAnswers
+from ui.connect import connect
 from ui.console import Console
 
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED = 0, 1, 2, 130, 141
 MENU = [
     ("1", "Create duplicate detection job", workflow.detect),
     ("2", "Group duplicates", workflow.group),
@@ -47,11 +49,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reset", action="store_true", help="with --demo: start the demo org afresh")
     p.add_argument("--entity")
     p.add_argument("--view")
+    p.add_argument("--view-id", help="detect: the view's id, when two views have the same name")
     p.add_argument("--folder")
     p.add_argument("--job-id", help="group, wait: detection job id(s), comma-separated")
     p.add_argument("--jobs-file", help="group, wait: the jobs file detect wrote (detection_jobs_<entity>.json)")
     p.add_argument("--max", help="max duplicates (group) or merges (merge) to take")
     p.add_argument("--target", help="oldest_record | newest_record | most_complete | most_recently_modified")
+    p.add_argument("--replan", action=argparse.BooleanOptionalAction, default=None,
+                   help="prepare: after step 4 has begun, plan only what is left (from the records as they are now)")
     p.add_argument("--parenting-check", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--wait", action="store_true", help="detect: wait until the job is done")
     p.add_argument("--yes", action="store_true", help="merge: do not ask for confirmation")
@@ -64,25 +69,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def choose_env_file(args: argparse.Namespace, console: Console, work_dir: Path, interactive: bool) -> Path:
-    if args.env_file:
-        return (work_dir / args.env_file).resolve()
-    found = find_env_files(work_dir)
-    if not found:
-        raise ConfigError(f"No .env file in {work_dir}.",
-                          "Copy .env.example to .env and fill in TENANT_ID and ENVIRONMENT_URI, or try --demo.")
-    if not interactive or len(found) == 1:
-        return found[0]
-    for n, path in enumerate(found, 1):
-        console.say(f"    {n}: {path.name}")
-
-    def pick(answer: str) -> Path:
-        if answer.isdigit() and 1 <= int(answer) <= len(found):
-            return found[int(answer) - 1]
-        raise UsageError(f"'{answer}' is not one of the numbers above.", "Type a number, or Enter for the first.")
-    return console.ask("Which .env file?", pick, "1")
-
-
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -93,25 +79,10 @@ def _positive(text: str) -> int:
     return value
 
 
-def connect(args: argparse.Namespace, console: Console, work_dir: Path, interactive: bool) -> tuple[
-        DataverseClient, object | None]:
-    settings = replace(DEFAULT_SETTINGS, read_workers=min(args.workers, DEFAULT_SETTINGS.read_workers)) \
-        if args.workers else DEFAULT_SETTINGS
-    if args.demo:
-        from ui import demo
-
-        handle = demo.start(work_dir, reset=args.reset)
-        console.say(*demo.BANNER)
-        return DataverseClient(handle.url, StaticTokenProvider(demo.DEMO_TOKEN), settings), handle
-    config = load_config(choose_env_file(args, console, work_dir, interactive))
-    console.say(f"Signing in to {config.environment_uri} ({config.auth_mode})...")
-    return DataverseClient(config.environment_uri, make_token_provider(config, on_message=console.say),
-                           settings), None
-
-
 def run_menu(app: workflow.App) -> int:
     while True:
-        app.console.say("", *(f"    {key}: {label}" for key, label, _ in MENU))
+        app.console.say("", f"  Environment: {app.environment_label}",
+                        *(f"    {key}: {label}" for key, label, _ in MENU))
         try:
             choice = app.console.read("Choose an option: ").strip()
         except EOFError:
@@ -140,6 +111,8 @@ def run_action(app: workflow.App, action: object) -> int:
         app.console.say("", "Cancelled. Back to the menu.")
     except EOFError:
         app.console.say("Cancelled.")
+    except OutputClosedError:
+        raise
     except Exception as exc:  # noqa: BLE001 - a bug in one step must not end the session with a traceback
         logging.getLogger(__name__).exception("unexpected error in a menu action")
         app.console.error(f"Unexpected error ({type(exc).__name__}: {exc}). Details are in resolver.log.")
@@ -175,16 +148,21 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, stdout: 
     work_dir = (work_dir or Path.cwd()).resolve()
     interactive = args.command is None
     start_log(work_dir)
-    handle = None
+    handle: EmulatorHandle | None = None
     try:
         if args.command in LOCAL_COMMANDS:   # reads the run folder only: no sign-in needed
             client: DataverseClient = cast(DataverseClient, workflow.NotConnected())
+            label = "(not signed in)"
         else:
-            client, handle = connect(args, console, work_dir, interactive)
+            connection = connect(args, console, work_dir, interactive)
+            client, label, handle = connection.client, connection.label, connection.emulator
         answers = PromptAnswers(console, work_dir) if interactive else flag_answers(args, work_dir)
-        options = {"workers": args.workers, "check_modified": args.check_modified}
-        app = workflow.App(client, console, answers, work_dir, options)
+        options = {"workers": args.workers, "check_modified": args.check_modified, "replan": args.replan,
+                   "view_id": args.view_id}
+        app = workflow.App(client, console, answers, work_dir, options, environment_label=label)
         return run_menu(app) if interactive else COMMANDS[args.command](app)
+    except OutputClosedError:  # `... | head`: the reader went away; what was sent is journaled
+        return EXIT_OUTPUT_CLOSED
     except (UsageError, ConfigError) as exc:
         console.error(str(exc))
         return EXIT_USAGE

@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from dataverse.batch import BatchAnswer, BatchFormatError, batch_body, read_batch
+from dataverse.environment import Environment, normalize_uri
 from dataverse.metadata import AttributeMetadata, EntityMetadata
 from dataverse.odata import odata_string, validate_entity_name, validate_guid
 from dataverse.transport import (
@@ -130,6 +131,7 @@ class DataverseClient:
         self._gate = ThrottleGate()
         self._metadata: dict[str, EntityMetadata] = {}
         self._entity_sets: dict[str, str] | None = None
+        self._environment: Environment | None = None
         self._refused_token = ""  # "Bearer ..." Dataverse refused and the provider could not renew
         self._metadata_lock = threading.Lock()
 
@@ -297,6 +299,15 @@ class DataverseClient:
                 self._metadata[name] = self._fetch_entity(name)
             return self._metadata[name]
 
+    def environment(self) -> Environment:
+        """This environment's address and organization id (WhoAmI, asked once)."""
+        with self._metadata_lock:
+            if self._environment is None:
+                answer = self.get("WhoAmI")
+                self._environment = Environment(normalize_uri(self.environment_uri),
+                                                str(answer.get("OrganizationId") or "").lower())
+            return self._environment
+
     def entity_set_names(self) -> dict[str, str]:
         """Every table's entity set name (`account` -> `accounts`), for lookups a merge writes: one request,
         cached. Fetched before step 3 plans, so that planning itself asks Dataverse nothing."""
@@ -321,15 +332,25 @@ class DataverseClient:
 
     def _url(self, path: str, params: Mapping[str, str] | None) -> str:
         if path.startswith(("http://", "https://")):
-            if not path.startswith(self.api_url):  # never send the token to another host
-                raise DataverseError(f"Refusing to follow a link outside {self.api_url}: {path[:120]}")
-            url = path
+            url = self._own_link(path)
         else:
             url = self.api_url + path.lstrip("/")
         if params:
             query = "&".join(f"{quote(str(k), safe='$@')}={quote(str(v), safe=_QUERY_SAFE)}" for k, v in params.items())
             url += ("&" if "?" in url else "?") + query
         return url
+
+    def _own_link(self, link: str) -> str:
+        """A link Dataverse gave (an @odata.nextLink), on our API root even when its host differs in case or
+        spells out the default port; a link anywhere else is refused: the token is never sent to another host."""
+        parts = urlsplit(link)
+        origin = normalize_uri(f"{parts.scheme}://{parts.netloc}/")
+        ours = urlsplit(self.api_url)
+        root = ours.path
+        if origin == normalize_uri(f"{ours.scheme}://{ours.netloc}/") and parts.path.lower().startswith(root.lower()):
+            rest = parts.path[len(root):] + (f"?{parts.query}" if parts.query else "")
+            return self.api_url + rest
+        raise DataverseError(f"Refusing to follow a link outside {self.api_url}: {link[:120]}")
 
     def _headers(self, extra: Mapping[str, str] | None, *, has_body: bool) -> dict[str, str]:
         headers = {

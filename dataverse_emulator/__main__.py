@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limits", type=_limits, default=None, help="off | realistic | W,R,E,C (see below)")
     p.add_argument("--web-servers", type=_positive, default=1, metavar="N",
                    help="web servers behind the load balancer, each enforcing --limits on its own (default 1)")
+    p.add_argument("--organization", default="emulator", metavar="NAME",
+                   help="the org's name; WhoAmI's OrganizationId derives from it, so two emulators can be two orgs")
     p.add_argument("--require-token", default=None, help="accept only this exact bearer token")
     p.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate: serve https")
     p.add_argument("--tls-key", type=Path, default=None, help="PEM private key for --tls-cert")
@@ -114,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duplicate-records", choices=("base", "pairs"), default="base",
                    help="how detection jobs fill duplicaterecord (default base)")
     p.add_argument("--job-seconds", type=_non_negative, default=2.0, help="duration of a detection job")
+    p.add_argument("--without-sales", action="store_true",
+                   help="an org without Dynamics 365 Sales: merging an active quote's customer is not refused")
+    p.add_argument("--async-cascade", type=_non_negative, default=None, metavar="SECONDS",
+                   help="re-point the related rows of a large merge this many seconds after it answers")
+    p.add_argument("--async-cascade-threshold", type=int, default=1000, metavar="ROWS",
+                   help="a merge cascade is large above this many rows (default 1000, as Dataverse)")
+    p.add_argument("--count-snapshot", type=_non_negative, default=86400.0, metavar="SECONDS",
+                   help="RetrieveTotalRecordCount answers from a snapshot at most this old (default 86400; 0: live)")
     return p
 
 
@@ -123,6 +133,9 @@ def options_from_args(args: argparse.Namespace) -> EmulatorOptions:
         merge_ms=args.merge_ms, limits=args.limits, require_token=args.require_token, tls_cert=args.tls_cert,
         tls_key=args.tls_key, faults=args.faults, state_file=args.state_file,
         duplicate_records=args.duplicate_records, job_seconds=args.job_seconds, web_servers=args.web_servers,
+        organization=args.organization,
+        sales=not args.without_sales, async_cascade_s=args.async_cascade,
+        async_cascade_threshold=args.async_cascade_threshold, count_snapshot_s=args.count_snapshot,
     )
 
 

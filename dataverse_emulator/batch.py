@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .errors import ServiceError, bad_request
-from .query import parse_prefer
+from .prefer import Annotations, check_headers, parse_prefer
 from .wire import API_PREFIX, ApiRequest, ApiResponse, error_response, json_response
 
 if TYPE_CHECKING:
@@ -139,6 +139,9 @@ def _check_size(parts: list[_Part]) -> None:
 def handle_batch(app: Emulator, req: ApiRequest, caller: str) -> ApiResponse:
     if req.method.upper() != "POST":
         raise ServiceError(405, "0x80060888", "$batch only accepts POST.")
+    check_headers(req)
+    if urlsplit(req.target).query:
+        raise bad_request("$batch takes no query parameters (emulator).")
     boundary = _boundary(req.header("content-type"))
     parts = _parse_parts(req.body.decode("utf-8", errors="replace"), boundary)
     _check_size(parts)
@@ -168,7 +171,7 @@ def _run_one(app: Emulator, inner: ApiRequest, caller: str, deferred: list[float
     try:
         return app.router.dispatch(app.context(caller), inner, deferred)
     except ServiceError as exc:
-        return error_response(exc)
+        return error_response(exc, Annotations.from_prefs(parse_prefer(inner.header("prefer"))).wants)
     except Exception as exc:  # noqa: BLE001 - one part's crash is that part's 500
         log.exception("unexpected error in $batch part %s %s", inner.method, inner.target)
         return json_response(500, {"error": {"code": "0x80040216", "message": f"{type(exc).__name__}: {exc}"}})

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from .options import EmulatorOptions
 from .store import Store
+from .wire import ApiRequest
 
 
 @dataclass
@@ -17,6 +18,7 @@ class Context:
     caller_id: str          # systemuserid of the caller
     api_url: str            # e.g. "http://127.0.0.1:8123/api/data/v9.2/"
     clock: Callable[[], float] = field(default=time.time)
+    request: ApiRequest | None = None  # the HTTP request an operation runs for (its headers)
 
 
 # An operation handler (an action or function) takes the context and its parameters (the JSON body of an

@@ -32,12 +32,14 @@ Leads: `leadpair01@dup.example` .. `leadpair10@` (the lead rule is unpublished).
 "Child case B" under "Parent case: outage"; "Child case C" under "Parent case: billing"; "Duplicate case:
 printer jam" x2. Lists: "Newsletter subscribers" (static, contacts), "Trade show 2024" (static, accounts),
 "VIP contacts (dynamic)" (dynamic, no members). Filler records use `@mail.example` and never match.
+Phone calls, e-mails, appointments, notes and opportunities: demo_related.py.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import demo_related
 from .store import Ref
 
 if TYPE_CHECKING:
@@ -116,6 +118,7 @@ def build(b: Builder) -> None:
     _leads_and_cases(d)
     _filler_activities(d)
     _count_members(d)
+    demo_related.build(b, d.contacts, d.accounts)  # last: the rows above keep their ids
 
 
 def _filler_accounts(d: _Demo, count: int) -> None:

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .context import Context
-from .errors import ServiceError, bad_request, not_found
+from .entityref import resolve
+from .errors import ServiceError, bad_request
 from .fetchxml import entity_meta
 from .guids import sql_guid_key
 from .queryexpr import compile_query, normalize_query
@@ -200,6 +201,22 @@ def _matches(meta: Entity, record: dict[str, Any], rules: list[Rule],
     return found
 
 
+DUPLICATE_FOUND_CODE = "0x80040333"
+
+
+def check_on_write(store: Store, meta: Entity, record: dict[str, Any], own_id: str) -> None:
+    """Create/Update with `MSCRM.SuppressDuplicateDetection: false`: refuse when a published rule whose base is
+    this table finds a duplicate (500 0x80040333, manage-duplicate-detection-create-update.md; settled Q6)."""
+    for rule in published_rules(store, base=meta.name):
+        key = rule.key(record, "base")
+        if key is None:
+            continue
+        for match_id in cached_index(store, rule).get(key, ()):
+            if not (match_id == own_id and rule.matching == meta.name):
+                raise ServiceError(500, DUPLICATE_FOUND_CODE, "A record was not created or updated because a "
+                                   "duplicate of the current record already exists.")
+
+
 def retrieve_duplicates(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """RetrieveDuplicates(BusinessEntity, MatchingEntityName, PagingInfo): the record's current duplicates."""
     store = ctx.store
@@ -225,22 +242,9 @@ def retrieve_duplicates(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _business_entity(store: Store, entity: Any) -> tuple[Entity, dict[str, Any]]:
-    if not isinstance(entity, dict):
-        raise bad_request("The BusinessEntity parameter must be an entity object with @odata.type.", "0x80040203")
-    kind = str(entity.get("@odata.type") or "").lstrip("#")
-    if not kind.startswith("Microsoft.Dynamics.CRM."):
-        raise bad_request("BusinessEntity needs an @odata.type like 'Microsoft.Dynamics.CRM.contact'.", "0x80040203")
-    meta = entity_meta(kind.rsplit(".", 1)[1])
-    values = {k: v for k, v in entity.items() if "@" not in k and k in meta.attrs}
-    record_id = values.pop(meta.primary_id, None)
-    record: dict[str, Any] = {}
-    if record_id:
-        with store.lock:
-            stored = store.get(meta.name, str(record_id))
-            if stored is None:
-                raise not_found(meta.name, str(record_id))
-            record = dict(stored)
-    record.update(values)
+    meta, stored, columns = resolve(store, entity, "BusinessEntity")
+    record = dict(stored) if stored is not None else {}
+    record.update(columns)
     return meta, record
 
 

@@ -1,14 +1,16 @@
 """The `Merge` action, as the service runs it (spec: research/merge-rules.md).
 
-Body: `Target` and `Subordinate` (`{"@odata.type": "Microsoft.Dynamics.CRM.contact", "contactid": id}`),
+Body: `Target` and `Subordinate` (`{"@odata.type": "Microsoft.Dynamics.CRM.contact", "contactid": id}`, or
+`{"@odata.id": "contacts(id)"}`),
 `UpdateContent` (optional; same `@odata.type`, the columns to write to the master; ignored for incident)
 and `PerformParentingChecks` (bool, default false). 204 on success.
 
 Order: `counters.merge_attempts[sub] += 1`, then in one transaction (a failure changes nothing):
 B1 identical, B2 unsupported table, missing records, B3 inactive, B4 privilege, UpdateContent parsed,
 A1 case parents, A2 parenting, A3 child-case limit, A4 active quote, A5 hierarchy loop; then related rows
-move to the master (`schema.MERGE_CASCADES`; the marketing plugin fires when list memberships move, after
-the other rows have moved, so a rollback is real), the master gets UpdateContent (modifiedon bumped) and the
+move to the master (cascade.py, driven by relationships.py; the marketing plugin fires when list memberships
+move, after the other rows have moved, so a rollback is real; a large cascade may be deferred, see
+cascade.py), the master gets UpdateContent (modifiedon bumped) and the
 subordinate is deactivated (`Entity.merged_state`, `merged = true`, `masterid`). Then
 `counters.merge_success[sub] += 1` once the transaction commits (a merge undone with its `$batch` change set
 is not counted). A list membership never doubles: when the master is already in the
@@ -26,7 +28,7 @@ Statuses and codes (the service's codes where documented; status 400 unless said
 | A1 case parents differ | 0x8003F450 | |
 | A2 lose / different parenting | 0x80045317 / 0x80045316 | parent = master's parent after UpdateContent |
 | A3 > 100 child cases | 0x8003F454 | MaxChildCasesLimitExceeded |
-| A4 active quote | 0x80045302 | MergeActiveQuoteError; quote statecode 1 only |
+| A4 active quote | 0x80045302 | MergeActiveQuoteError; quote statecode 1 only; a Sales plug-in (`options.sales`) |
 | A5 loop (account and contact) | 0x80045300 | MergeCyclicalParentingError; contact code unverified |
 | marketing plugin | 0x80040265 | plugin error, as documented for plugin failures |
 """
@@ -37,13 +39,14 @@ import re
 from typing import Any
 
 from . import merge_checks as checks
+from .cascade import move_related
 from .context import Context
+from .entityref import typed
 from .errors import ServiceError
-from .lists import bump_member_count
 from .merge_checks import MergeRequest
-from .schema import MERGE_CASCADES, SCHEMA
+from .schema import SCHEMA
 from .serialize import parse_write_body
-from .store import Ref, Store
+from .store import Ref
 
 _TYPE_PREFIX = "Microsoft.Dynamics.CRM."
 _GUID = re.compile(r"^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$")
@@ -55,6 +58,7 @@ def _invalid(message: str) -> ServiceError:
 
 def merge(ctx: Context, params: dict[str, Any]) -> None:
     """Handler of the unbound `Merge` action."""
+    params = {**params, **{k: typed(ctx.store, params[k]) for k in ("Target", "Subordinate") if k in params}}
     req = parse_request(params)
     store = ctx.store
     with store.lock:
@@ -69,9 +73,9 @@ def merge(ctx: Context, params: dict[str, Any]) -> None:
         checks.check_case_parents(req, master, sub)
         checks.check_parenting(req, master, sub)
         checks.check_child_case_limit(store, req)
-        checks.check_active_quote(store, req)
+        checks.check_active_quote(ctx, req)
         checks.check_hierarchy_loop(store, req, master, changes)
-        _move_related(ctx, req)
+        move_related(ctx, req.entity, req.sub_ref, req.master_ref, lambda: checks.check_marketing_plugin(ctx, req))
         caller = {"modifiedby": Ref("systemuser", ctx.caller_id)} if ctx.caller_id else {}
         store.update(req.entity, req.target_id, {**changes, **caller})
         state, status = SCHEMA[req.entity].merged_state or (1, 2)
@@ -119,36 +123,3 @@ def _entity_ref(value: Any, label: str) -> tuple[str, str]:
     if not isinstance(record_id, str) or not _GUID.match(record_id):
         raise _invalid(f"{label} must carry its primary key '{pk}' as a GUID.")
     return entity, record_id.strip("{}").lower()
-
-
-def _move_related(ctx: Context, req: MergeRequest) -> None:
-    """Re-point rows related to the subordinate (merge cascade) at the master."""
-    store = ctx.store
-    by_table: dict[str, list[str]] = {}
-    for table, attr in MERGE_CASCADES:
-        by_table.setdefault(table, []).append(attr)
-    sub, master = req.sub_ref, req.master_ref
-    for table, attrs in by_table.items():
-        if table == "listmember":
-            continue
-        hits = {i for attr in attrs for i in store.referencing_ids(table, attr, sub)}  # indexed, not scanned
-        hits.discard(req.sub_id if table == req.entity else "")
-        for row_id in sorted(hits):
-            row = store.tables[table][row_id]
-            store.update(table, row_id, {a: master for a in attrs if row.get(a) == sub})
-    checks.check_marketing_plugin(ctx, req)
-    _move_list_members(store, req)
-
-
-def _move_list_members(store: Store, req: MergeRequest) -> None:
-    sub, master = req.sub_ref, req.master_ref
-    master_lists = {store.tables["listmember"][i].get("listid")
-                    for i in store.referencing_ids("listmember", "entityid", master)}
-    for row in [store.tables["listmember"][i] for i in store.referencing_ids("listmember", "entityid", sub)]:
-        if row.get("listid") in master_lists:
-            store.delete("listmember", row["listmemberid"])
-            bump_member_count(store, row.get("listid"), -1)
-        else:
-            store.update("listmember", row["listmemberid"], {"entityid": master})
-            master_lists.add(row.get("listid"))
-

@@ -4,7 +4,12 @@ A pre-pass (prepass.py) resolves parameter aliases and replaces each `Microsoft.
 `NotIn(...)` call with a placeholder identifier, bound here to a membership test. The AST is compiled once
 into a closure over a record. Comparison is three-valued like SQL (a null column never equals, differs from
 or orders against a value), strings compare case-insensitively (Dataverse's collation), and lookups are
-named `_x_value`. Anything unsupported is a 400 naming the problem, never a silently wrong answer.
+named `_x_value`.
+
+Navigation, as Dataverse allows it (webapi/query/filter-rows.md): a single-valued navigation property's
+columns (`parentcustomerid_account/name eq 'x'`, also two levels deep), and `any`/`all` over a collection-valued
+one (`Contact_Tasks/any(t:t/subject eq 'x')`, `all` true for none). Anything unsupported is a 400 naming the
+problem, never a silently wrong answer.
 """
 
 from __future__ import annotations
@@ -22,19 +27,18 @@ from odata_query.grammar import ODataLexer, ODataParser
 from . import schema as S
 from .errors import ServiceError, bad_request
 from .guids import sql_guid_key
+from .odata_values import _STRING_TYPES, coerce_literal, coerce_loose, value_key
 from .prepass import placeholder_index, rewrite
-from .schema import Attr, Entity
-from .serialize import EDM_TYPES, normalize_datetime, resolve_column
-from .store import Ref
+from .relationships import collection_nav, many_to_many_nav
+from .schema import SCHEMA, Attr, Entity
+from .serialize import find_nav, resolve_column
+from .store import Ref, Store
 
 Row = dict[str, Any]
 Pred = Callable[[Row], "bool | None"]
-_STRING_TYPES = {S.STRING, S.MEMO, S.ENTITYNAME}
-_INT_TYPES = {S.INTEGER, S.BIGINT, S.PICKLIST, S.STATE, S.STATUS}
-_LITERAL_EDM = {ast.String: "Edm.String", ast.Integer: "Edm.Int32", ast.Float: "Edm.Double",
-                ast.Boolean: "Edm.Boolean", ast.GUID: "Edm.Guid", ast.DateTime: "Edm.DateTimeOffset",
-                ast.Date: "Edm.Date"}
+Getter = Callable[[Row], Any]
 _local = threading.local()  # SLY parsers keep state on the instance: one per thread
+__all__ = ["Filter", "compile_filter", "value_key"]
 
 
 @dataclass
@@ -45,14 +49,15 @@ class Filter:
     ids: set[str] | None
 
 
-def compile_filter(meta: Entity, text: str, aliases: dict[str, str] | None = None) -> Filter:
+def compile_filter(meta: Entity, text: str, aliases: dict[str, str] | None = None,
+                   store: Store | None = None) -> Filter:
     rewritten, calls = rewrite(text, aliases or {})
     in_calls = []
     for call in calls:
         attr = resolve_column(meta, call.prop)
-        in_calls.append((attr, {_coerce_loose(attr, v) for v in call.values}, call.negate))
+        in_calls.append((attr, {coerce_loose(attr, v) for v in call.values}, call.negate))
     node = _parse(rewritten, text)
-    return _Compiler(meta, in_calls).compile(node)
+    return _Compiler(meta, in_calls, store).compile(node)
 
 
 def _parse(text: str, original: str) -> ast._Node:
@@ -69,23 +74,7 @@ def _parse(text: str, original: str) -> ast._Node:
         raise bad_request(f"Syntax error in '$filter': {exc} ('{original}').") from None
 
 
-# -- value keys ------------------------------------------------------------------------------------------------
-def value_key(attr: Attr, value: Any) -> Any:
-    """A stored value in comparable form (strings case-folded, lookups as their id, datetimes normalised)."""
-    if value is None:
-        return None
-    if isinstance(value, Ref):
-        return value.id
-    t = attr.type
-    if t in _STRING_TYPES:
-        return str(value).casefold()
-    if t == S.DATETIME:
-        return _dt_key(str(value))
-    if t == S.UNIQUEID:
-        return str(value).lower()
-    return value
-
-
+# -- GUID order -------------------------------------------------------------------------------------------------
 def is_guid(attr: Attr) -> bool:
     """A uniqueidentifier column: the primary key or a lookup (SQL Server orders these its own way)."""
     return attr.is_lookup or attr.type == S.UNIQUEID
@@ -95,59 +84,6 @@ def order_key(attr: Attr, value: Any) -> Any:
     """value_key, with GUIDs in SQL Server's uniqueidentifier order (guids.py): for sorting and gt/ge/lt/le."""
     key = value_key(attr, value)
     return sql_guid_key(key) if key is not None and is_guid(attr) else key
-
-
-def _dt_key(value: str) -> str:
-    try:
-        norm = normalize_datetime(value)
-    except ValueError:
-        return value
-    return norm + "T00:00:00Z" if len(norm) == 10 else norm
-
-
-def _coerce_loose(attr: Attr, value: Any) -> Any:
-    """An In value (JSON strings allowed for every type, as Microsoft's SDK sends them) in comparable form."""
-    if value is None:
-        return None
-    t = attr.type
-    try:
-        if attr.is_lookup or t == S.UNIQUEID:
-            return str(uuid.UUID(str(value)))
-        if t in _STRING_TYPES:
-            return str(value).casefold()
-        if t in _INT_TYPES and not isinstance(value, bool):
-            return int(value)
-        if t in (S.DECIMAL, S.MONEY) and not isinstance(value, bool):
-            return float(value)
-        if t == S.BOOLEAN:
-            return value if isinstance(value, bool) else {"true": True, "false": False}[str(value).lower()]
-        if t == S.DATETIME:
-            return _dt_key(str(value))
-    except (ValueError, KeyError, TypeError):
-        pass
-    raise bad_request(f"Cannot convert the literal '{value}' to the expected type "
-                      f"'{EDM_TYPES.get(t, 'Edm.String')}' (property '{attr.name}').")
-
-
-def _coerce_literal(attr: Attr, node: ast._Node, op: str) -> Any:
-    """A filter literal compared with `attr`, type-checked as the service would."""
-    if isinstance(node, ast.Null):
-        return None
-    t = attr.type
-    ok = (
-        (t in _STRING_TYPES and isinstance(node, ast.String))
-        or ((t in _INT_TYPES or t in (S.DECIMAL, S.MONEY)) and isinstance(node, ast.Integer | ast.Float))
-        or (t == S.BOOLEAN and isinstance(node, ast.Boolean))
-        or (t == S.DATETIME and isinstance(node, ast.DateTime | ast.Date))
-        or ((attr.is_lookup or t == S.UNIQUEID) and isinstance(node, ast.GUID | ast.String))
-    )
-    if not ok:
-        found = _LITERAL_EDM.get(type(node), type(node).__name__)
-        raise bad_request(f"A binary operator with incompatible types was detected. Found operand types "
-                          f"'{EDM_TYPES.get(t, 'Edm.String')}' and '{found}' for operator kind '{op}'.")
-    if isinstance(node, ast.Integer | ast.Float):
-        return node.py_val
-    return _coerce_loose(attr, node.val if isinstance(node, ast.GUID | ast.DateTime | ast.Date) else node.py_val)
 
 
 # -- compiler --------------------------------------------------------------------------------------------------
@@ -163,24 +99,76 @@ _STRING_FUNCS: dict[str, Callable[[str, str], bool]] = {
 
 
 class _Compiler:
-    def __init__(self, meta: Entity, in_calls: list[tuple[Attr, set[Any], bool]]) -> None:
+    def __init__(self, meta: Entity, in_calls: list[tuple[Attr, set[Any], bool]], store: Store | None,
+                 variable: str | None = None) -> None:
         self.meta = meta
         self.in_calls = in_calls
+        self.store = store
+        self.variable = variable  # the lambda variable naming this scope's row, inside any/all
 
     def compile(self, node: ast._Node) -> Filter:
-        return Filter(self.bool_expr(node), self.ids(node))
+        return Filter(self.bool_expr(node), self.ids(node) if self.variable is None else None)
 
-    def column(self, node: ast._Node) -> Attr:
+    # -- columns and navigation --------------------------------------------------------------------------------
+    def column(self, node: ast._Node) -> tuple[Attr, Getter]:
+        """The column a node names and how to read it from a row of this scope."""
         if isinstance(node, ast.Identifier) and not node.namespace:
-            return resolve_column(self.meta, node.name)
+            if node.name == self.variable:
+                raise bad_request(f"The lambda variable '{node.name}' must be followed by a property "
+                                  f"('{node.name}/x').")
+            attr = resolve_column(self.meta, node.name)
+            return attr, lambda r, n=attr.name: r.get(n)
         if isinstance(node, ast.Attribute):
-            raise bad_request("Navigation paths (a/b) in $filter are not supported by the emulator.")
+            if isinstance(node.owner, ast.Identifier) and node.owner.name == self.variable:
+                attr = resolve_column(self.meta, node.attr)
+                return attr, lambda r, n=attr.name: r.get(n)
+            target, row_of = self.nav_path(node.owner)
+            attr = resolve_column(target, node.attr)
+            return attr, lambda r, n=attr.name: None if (x := row_of(r)) is None else x.get(n)
         if isinstance(node, ast.Call):
             raise _unsupported_function(node.func.full_name())
         if isinstance(node, ast.BinOp):
             raise bad_request("Arithmetic operators (add, sub, mul, div, mod) are not supported in $filter.")
         raise bad_request(f"Expected a property of '{self.meta.name}' in $filter, found {type(node).__name__}.")
 
+    def nav_path(self, node: ast._Node) -> tuple[Entity, Callable[[Row], Row | None]]:
+        """A single-valued navigation path (`nav` or `nav/nav`) -> its table and the related row of a row."""
+        if isinstance(node, ast.Identifier) and not node.namespace:
+            if node.name == self.variable:
+                return self.meta, lambda r: r
+            return self._nav_step(self.meta, node.name, lambda r: r)
+        if isinstance(node, ast.Attribute):
+            meta, row_of = self.nav_path(node.owner)
+            return self._nav_step(meta, node.attr, row_of)
+        raise bad_request(f"Unsupported navigation path in $filter ({type(node).__name__}).")
+
+    def _nav_step(self, meta: Entity, nav: str, row_of: Callable[[Row], Row | None]) -> tuple[
+            Entity, Callable[[Row], Row | None]]:
+        found = find_nav(meta, nav)
+        if found is None:
+            if collection_nav(meta.name, nav) or many_to_many_nav(meta.name, nav):
+                raise bad_request(f"'{nav}' is a collection-valued navigation property; filter on it with "
+                                  f"{nav}/any(x:...) or {nav}/all(x:...).")
+            raise bad_request(f"Could not find a navigation property named '{nav}' on type "
+                              f"'Microsoft.Dynamics.CRM.{meta.name}'.")
+        attr, target = found
+        store = self._need_store()
+
+        def related(r: Row) -> Row | None:
+            base = row_of(r)
+            ref = None if base is None else base.get(attr.name)
+            if not isinstance(ref, Ref) or ref.entity != target:
+                return None
+            return store.get(target, ref.id)
+
+        return SCHEMA[target], related
+
+    def _need_store(self) -> Store:
+        if self.store is None:
+            raise bad_request("Navigation properties are not supported in this $filter.")
+        return self.store
+
+    # -- boolean expressions -----------------------------------------------------------------------------------
     def bool_expr(self, node: ast._Node) -> Pred:
         if isinstance(node, ast.BoolOp):
             left, right = self.bool_expr(node.left), self.bool_expr(node.right)
@@ -192,14 +180,16 @@ class _Compiler:
             return self.compare(node)
         if isinstance(node, ast.Call):
             return self.call(node)
+        if isinstance(node, ast.CollectionLambda):
+            return self.lambda_(node)
         if isinstance(node, ast.Identifier) and placeholder_index(node.name) is not None:
             return self.in_call(placeholder_index(node.name))
         if isinstance(node, ast.Boolean):
             return lambda r, v=node.py_val: v
-        if isinstance(node, ast.Identifier):
-            attr = self.column(node)
+        if isinstance(node, ast.Identifier | ast.Attribute):
+            attr, get = self.column(node)
             if attr.type == S.BOOLEAN:
-                return lambda r, n=attr.name: None if r.get(n) is None else bool(r.get(n))
+                return lambda r: None if (v := get(r)) is None else bool(v)
         raise bad_request(f"The $filter expression must be a boolean condition; '{type(node).__name__}' is not "
                           "supported here.")
 
@@ -207,37 +197,67 @@ class _Compiler:
         left, right, op = node.left, node.right, node.comparator
         if isinstance(left, ast._Literal) and not isinstance(right, ast._Literal):
             left, right, op = right, left, _MIRROR.get(type(op), op)
-        attr = self.column(left)
-        name = attr.name
+        attr, get = self.column(left)
         if isinstance(op, ast.In):
             if not isinstance(right, ast.List):
                 raise bad_request("The right side of 'in' must be a list of literals.")
-            values = {_coerce_literal(attr, v, "In") for v in right.val}
-            return lambda r: None if (k := value_key(attr, r.get(name))) is None else k in values
+            values = {coerce_literal(attr, v, "In") for v in right.val}
+            return lambda r: None if (k := value_key(attr, get(r))) is None else k in values
         if not isinstance(right, ast._Literal) or type(op) not in _OPS:
             raise bad_request("Only comparisons of a property with a literal are supported in $filter.")
         label, fn = _OPS[type(op)]
-        lit = _coerce_literal(attr, right, label)
+        lit = coerce_literal(attr, right, label)
         if lit is None:
             if label not in ("Equal", "NotEqual"):
                 return lambda r: None
             want_null = label == "Equal"
-            return lambda r: (r.get(name) is None) == want_null
+            return lambda r: (get(r) is None) == want_null
         if is_guid(attr) and label not in ("Equal", "NotEqual"):
             lit_key = sql_guid_key(lit)
-            return lambda r: None if (k := order_key(attr, r.get(name))) is None else fn(k, lit_key)
-        return lambda r: None if (k := value_key(attr, r.get(name))) is None else fn(k, lit)
+            return lambda r: None if (k := order_key(attr, get(r))) is None else fn(k, lit_key)
+        return lambda r: None if (k := value_key(attr, get(r))) is None else fn(k, lit)
 
     def call(self, node: ast.Call) -> Pred:
         fname = node.func.full_name()
         fn = _STRING_FUNCS.get(fname) if not node.func.namespace else None
         if fn is None:
             raise _unsupported_function(fname)
-        attr = self.column(node.args[0])
+        attr, get = self.column(node.args[0])
         if attr.type not in _STRING_TYPES or not isinstance(node.args[1], ast.String):
             raise bad_request(f"The function '{fname}' needs a string property and a string literal.")
-        needle, name = node.args[1].val.casefold(), attr.name
-        return lambda r: None if (v := r.get(name)) is None else fn(str(v).casefold(), needle)
+        needle = node.args[1].val.casefold()
+        return lambda r: None if (v := get(r)) is None else fn(str(v).casefold(), needle)
+
+    def lambda_(self, node: ast.CollectionLambda) -> Pred:
+        """`nav/any(x: ...)`, `nav/all(x: ...)` over a 1:N collection-valued navigation property."""
+        if not isinstance(node.owner, ast.Identifier) or node.owner.namespace or self.variable is not None:
+            raise bad_request("any/all is supported on a collection-valued navigation property of the queried "
+                              "table, not nested in another lambda (emulator).")
+        nav = node.owner.name
+        rel = collection_nav(self.meta.name, nav)
+        if rel is None:
+            if many_to_many_nav(self.meta.name, nav):
+                raise bad_request(f"any/all over the many-to-many navigation property '{nav}' is not supported "
+                                  "by the emulator.")
+            raise bad_request(f"Could not find a collection-valued navigation property named '{nav}' on type "
+                              f"'Microsoft.Dynamics.CRM.{self.meta.name}'.")
+        store = self._need_store()
+        related_meta, pk = SCHEMA[rel.referencing_entity], self.meta.primary_id
+        if node.lambda_ is None:
+            inner: Pred = lambda r: True  # noqa: E731 - `nav/any()`: at least one related row
+        else:
+            var = node.lambda_.identifier.name
+            inner = _Compiler(related_meta, [], store, var).bool_expr(node.lambda_.expression)
+        table, attr = rel.referencing_entity, rel.referencing_attribute
+        is_any = isinstance(node.operator, ast.Any)
+
+        def pred(r: Row) -> bool:
+            rows = [store.tables[table][i] for i in store.referencing_ids(table, attr, Ref(self.meta.name, r[pk]))]
+            if is_any:
+                return any(inner(x) is True for x in rows)
+            return all(inner(x) is True for x in rows)
+
+        return pred
 
     def in_call(self, index: int) -> Pred:
         attr, values, negate = self.in_calls[index]
@@ -290,5 +310,3 @@ def _or(left: Pred, right: Pred) -> Pred:
         b = right(r)
         return True if b is True else (None if a is None or b is None else False)
     return pred
-
-

@@ -6,15 +6,16 @@ A handler takes `(ctx, params)` and returns the response body, or None for 204. 
 Actions: Merge; BulkDetectDuplicates; PublishDuplicateRule / UnpublishDuplicateRule (bound to
 duplicaterule: `duplicaterules({id})/Microsoft.Dynamics.CRM.PublishDuplicateRule`; unbound with
 `DuplicateRuleId` also accepted); AddMemberList / RemoveMemberList (bound to list, or with `ListId`);
-AddListMembersList. Functions: FetchXmlToQueryExpression(FetchXml), RetrieveDuplicates(BusinessEntity,
-MatchingEntityName, PagingInfo).
+AddListMembersList; CreateMultiple / UpdateMultiple (bound to an entity set, bulk.py). Functions:
+FetchXmlToQueryExpression(FetchXml), RetrieveDuplicates(BusinessEntity, MatchingEntityName, PagingInfo),
+RetrieveTotalRecordCount(EntityNames) (counts.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import detection, lists, merge, rules
+from . import bulk, counts, detection, lists, merge, rules
 from .context import Context, Handler
 from .errors import bad_request
 from .fetchxml import fetch_to_query
@@ -59,11 +60,24 @@ ACTIONS: dict[str, Handler] = {
     "AddMemberList": lists.add_member_list,
     "RemoveMemberList": lists.remove_member_list,
     "AddListMembersList": lists.add_list_members_list,
+    "CreateMultiple": bulk.create_multiple,
+    "UpdateMultiple": bulk.update_multiple,
 }
 
 FUNCTIONS: dict[str, Handler] = {
     "FetchXmlToQueryExpression": fetch_xml_to_query_expression,
     "RetrieveDuplicates": detection.retrieve_duplicates,
+    "RetrieveTotalRecordCount": counts.retrieve_total_record_count,
 }
+# Operations bound to an entity set (`POST contacts/Microsoft.Dynamics.CRM.CreateMultiple`).
+COLLECTION_BOUND = frozenset({"CreateMultiple", "UpdateMultiple"})
+# Dataverse messages clients send that the emulator does not serve: a 400 naming them (not a 404 a client may
+# retry, and never a made-up answer).
+NOT_SERVED = frozenset({
+    "UpsertMultiple", "BulkDelete", "RetrieveMetadataChanges", "CreateEntities", "ExecuteAsync", "SetState",
+    "QualifyLead", "WinOpportunity", "LoseOpportunity", "CloseIncident", "WinQuote", "CloseQuote", "Assign",
+    "RetrieveEntity", "RetrieveAllEntities", "RetrieveAttribute", "InitializeFrom", "RetrieveCurrentOrganization",
+    "RetrieveVersion", "ExecuteTransaction", "DeleteMultiple", "Associate", "Disassociate",
+})
 
 advance_jobs = detection.advance_jobs

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+ORG_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "dataverse-emulator/organization"))
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,18 @@ class EmulatorOptions:
     max_page_size: int = 5000
     dop_hint: int = 8                 # x-ms-dop-hint sent on responses
     max_job_duplicates: int = 5000    # the service's cap per detection job
+    sales: bool = True                # Dynamics 365 Sales installed (its plug-in refuses merging active quotes)
+    async_cascade_s: float | None = None   # defer large merge cascades this many seconds (None: never)
+    async_cascade_threshold: int = 1000    # "large": more related rows than this move
+    count_snapshot_s: float = 86400.0      # RetrieveTotalRecordCount answers from a snapshot this old at most (0: live)
     web_servers: int = 1              # web servers behind the load balancer, each with its own limits
+    organization: str = "emulator"    # the org's name: WhoAmI's OrganizationId is derived from it (two orgs differ)
+
+    @property
+    def organization_id(self) -> str:
+        if self.organization == "emulator":
+            return ORG_ID   # the id every emulator had before organizations could be told apart
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"dataverse-emulator/organization/{self.organization}"))
 
     def __post_init__(self) -> None:
         if self.web_servers < 1:

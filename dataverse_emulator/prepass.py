@@ -142,7 +142,8 @@ def _read_value(text: str, i: int, aliases: dict[str, str]) -> tuple[Any, int]:
 
 
 def parse_literal(raw: str) -> Any:
-    """An OData or JSON literal as Python: 'x' (with '' escapes), "x", numbers, true/false/null, JSON, GUIDs."""
+    """An OData or JSON literal as Python: 'x' (with '' escapes), "x", numbers, true/false/null, JSON (also with
+    single-quoted strings, as Microsoft's own examples write parameter aliases: `{'PageNumber':1}`), GUIDs."""
     raw = raw.strip()
     if len(raw) >= 2 and raw[0] == raw[-1] == "'":
         return raw[1:-1].replace("''", "'")
@@ -151,10 +152,49 @@ def parse_literal(raw: str) -> Any:
             return json.loads(raw)
         except ValueError:
             pass
+        if raw[:1] in "[{":
+            try:
+                return json.loads(_requote(raw))
+            except ValueError as exc:
+                raise bad_request(f"Invalid JSON in the literal '{raw}': {exc}.") from None
     try:
         return str(uuid.UUID(raw))
     except ValueError:
         raise bad_request(f"Unrecognized literal '{raw}'.") from None
+
+
+def _requote(text: str) -> str:
+    """JSON with single-quoted strings -> standard JSON (double-quoted strings kept as they are)."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == '"':
+            end = skip_string(text, i)
+            out.append(text[i:end])
+            i = end
+        elif ch == "'":
+            j, buf = i + 1, []
+            while j < len(text):
+                if text[j] == "\\" and j + 1 < len(text):
+                    buf.append(text[j + 1])
+                    j += 2
+                elif text[j] == "'" and text[j + 1 : j + 2] == "'":
+                    buf.append("'")
+                    j += 2
+                elif text[j] == "'":
+                    break
+                else:
+                    buf.append(text[j])
+                    j += 1
+            if j >= len(text):
+                raise ValueError(f"unterminated string at position {i}")
+            out.append(json.dumps("".join(buf), ensure_ascii=False))
+            i = j + 1
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
 
 
 def placeholder_index(name: str) -> int | None:

@@ -1,5 +1,5 @@
-"""Entity-set queries: the query options (`$select`, `$filter`, `$orderby`, `$top`, `$count`, `$skiptoken`),
-the `Prefer` header, ordering, and Dataverse-style paging with a paging-cookie `$skiptoken`.
+"""Entity-set queries: the query options (`$select`, `$filter`, `$orderby`, `$top`, `$count`, `$skiptoken`,
+`$expand`), ordering, and Dataverse-style paging with a paging-cookie `$skiptoken`.
 
 Rows are ordered by `$orderby` and then by primary id (GUIDs in SQL Server's order, guids.py), and the
 skiptoken carries the last row's sort values, so a next page starts strictly after the previous one whatever
@@ -17,15 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
-from .errors import bad_request
+from .errors import ServiceError, bad_request
+from .expand import ExpandItem, parse_expand
 from .guids import sql_guid_key
 from .odata import Filter, compile_filter, order_key
+from .prefer import parse_prefer
+from .qoptions import parse_bool, parse_orderby, parse_select, parse_top
 from .schema import Attr, Entity
-from .serialize import resolve_column
 from .store import Store
 
 COUNT_CAP = 5000
-KNOWN = ("$select", "$filter", "$orderby", "$top", "$count", "$skiptoken")
+__all__ = ["QueryOptions", "execute", "next_link", "parse_options", "parse_prefer", "parse_select"]
 _COOKIE = re.compile(r'^<cookie pagenumber="(\d+)" pagingcookie="([^"]*)" istracking="(?:True|False)" />$')
 
 
@@ -43,6 +45,7 @@ class QueryOptions:
     top: int | None = None
     count: bool = False
     cookie: Cookie | None = None
+    expand: list[ExpandItem] = field(default_factory=list)
 
 
 @dataclass
@@ -52,35 +55,19 @@ class Page:
     next_skiptoken: str | None
 
 
-_PREFERENCE = re.compile(r'\s*([^=,\s]+)\s*(?:=\s*("[^"]*"|[^,]*))?\s*(?:,|$)')
+ENTITY_SET_OPTIONS = ("$select", "$filter", "$orderby", "$top", "$count", "$skiptoken", "$expand")
+SINGLE_OPTIONS = ("$select", "$expand")
 
 
-def parse_prefer(header: str | None) -> dict[str, str]:
-    """`Prefer: odata.maxpagesize=10, odata.include-annotations="a,b"` -> {name: value} (quotes removed)."""
-    prefs: dict[str, str] = {}
-    for m in _PREFERENCE.finditer(header or ""):
-        if m.group(1):
-            prefs[m.group(1).lower()] = (m.group(2) or "").strip().strip('"')
-    return prefs
-
-
-def parse_select(meta: Entity, text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    names = [n.strip() for n in text.split(",")]
-    if not all(names):
-        raise bad_request(f"Syntax error in $select: '{text}'.")
-    for name in names:
-        resolve_column(meta, name, plain_lookup=True)
-    return names
-
-
-def parse_options(meta: Entity, params: list[tuple[str, str]], *, collection: bool = True) -> QueryOptions:
-    """Validate and parse the query string of an entity-set request. Aliases (`@p`) feed `$filter`."""
+def parse_options(meta: Entity, params: list[tuple[str, str]], *, collection: bool = True,
+                  store: Store | None = None) -> QueryOptions:
+    """Validate and parse the query string of an entity-set (or single record) request. Aliases (`@p`) feed
+    `$filter`. Every option and parameter the emulator does not serve is a 400 naming it."""
     seen: dict[str, str] = {}
     aliases = {k: v for k, v in params if k.startswith("@")}
+    allowed = ENTITY_SET_OPTIONS if collection else SINGLE_OPTIONS
     for key, value in params:
-        if not key.startswith("$"):
+        if key.startswith("@"):
             continue
         if key in seen:
             raise bad_request(f"Query option '{key}' was specified more than once, but it must be specified at "
@@ -88,47 +75,26 @@ def parse_options(meta: Entity, params: list[tuple[str, str]], *, collection: bo
         if key == "$skip":
             raise bad_request("The query parameter $skip is not supported. Use the @odata.nextLink of the "
                               "previous page (Prefer: odata.maxpagesize) to page through results.")
-        if key not in KNOWN or (not collection and key != "$select"):
-            raise bad_request(f"The query parameter '{key}' is not supported here by the Dataverse emulator.")
+        if key not in allowed:
+            raise unsupported_parameter(key)
         seen[key] = value
     opts = QueryOptions(select=parse_select(meta, seen.get("$select")))
     if "$filter" in seen:
-        opts.filter = compile_filter(meta, seen["$filter"], aliases)
-    opts.orderby = _parse_orderby(meta, seen.get("$orderby"))
-    opts.top = _parse_top(seen.get("$top"))
-    opts.count = _parse_bool("$count", seen.get("$count"))
+        opts.filter = compile_filter(meta, seen["$filter"], aliases, store)
+    opts.orderby = parse_orderby(meta, seen.get("$orderby"))
+    opts.top = parse_top(seen.get("$top"))
+    opts.count = parse_bool("$count", seen.get("$count"))
+    if "$expand" in seen:
+        if store is None:
+            raise unsupported_parameter("$expand")
+        opts.expand = parse_expand(store, meta, seen["$expand"], aliases)
     if "$skiptoken" in seen:
         opts.cookie = parse_skiptoken(seen["$skiptoken"], meta, opts.orderby)
     return opts
 
 
-def _parse_orderby(meta: Entity, text: str | None) -> list[tuple[Attr, bool]]:
-    if text is None:
-        return []
-    out: list[tuple[Attr, bool]] = []
-    for item in text.split(","):
-        parts = item.split()
-        if not parts or len(parts) > 2 or (len(parts) == 2 and parts[1].lower() not in ("asc", "desc")):
-            raise bad_request(f"Syntax error in $orderby: '{text}'.")
-        out.append((resolve_column(meta, parts[0]), len(parts) == 2 and parts[1].lower() == "desc"))
-    return out
-
-
-def _parse_top(text: str | None) -> int | None:
-    if text is None:
-        return None
-    if not text.strip().isdigit():
-        raise bad_request(f"Invalid value '{text}' for $top query option found. The $top query option requires a "
-                          "non-negative integer value.")
-    return int(text)
-
-
-def _parse_bool(name: str, text: str | None) -> bool:
-    if text is None:
-        return False
-    if text.lower() not in ("true", "false"):
-        raise bad_request(f"'{text}' is not a valid count option.")
-    return text.lower() == "true"
+def unsupported_parameter(key: str) -> ServiceError:
+    return bad_request(f"The query parameter '{key}' is not supported here by the Dataverse emulator.")
 
 
 # -- execution ------------------------------------------------------------------------------------------------

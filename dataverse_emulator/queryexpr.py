@@ -64,6 +64,16 @@ def evaluate(store: Store, query: dict[str, Any], caller_id: str = "") -> list[R
     return [r for r in store.rows(meta.name) if pred(r)]
 
 
+def compile_criteria(store: Store, meta: Entity, criteria: Any, caller_id: str = "") -> Pred:
+    """A predicate for one table's criteria (a FilterExpression), without its link-entities."""
+    return _compile_node(store, meta, criteria, None, caller_id)
+
+
+def link_key(value: Any) -> Any:
+    """A lookup or id in the form link-entity joins compare."""
+    return _key(value)
+
+
 def _compile_node(store: Store, meta: Entity, criteria: Any, links: Any, caller_id: str) -> Pred:
     preds: list[Pred] = []
     if criteria:

@@ -12,8 +12,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from . import keys, states
 from . import schema as S
 from .errors import ServiceError, bad_request, not_found
+from .prefer import ALL, NONE, Annotations
 from .schema import SCHEMA, Attr, Entity
 from .store import Ref, Store
 
@@ -31,25 +33,7 @@ EDM_TYPES = {
     S.ENTITYNAME: "Edm.String", S.LOOKUP: "Edm.Guid", S.CUSTOMER: "Edm.Guid", S.OWNER: "Edm.Guid",
 }
 
-_ACTIVE = {0: "Active", 1: "Inactive"}
-_ACTIVE_STATUS = {1: "Active", 2: "Inactive"}
-STATE_LABELS: dict[str, dict[int, str]] = {
-    "lead": {0: "Open", 1: "Qualified", 2: "Disqualified"},
-    "incident": {0: "Active", 1: "Resolved", 2: "Canceled"},
-    "quote": {0: "Draft", 1: "Active", 2: "Won", 3: "Closed"},
-    "asyncoperation": {0: "Ready", 1: "Suspended", 2: "Locked", 3: "Completed"},
-    "duplicaterule": {0: "Inactive", 1: "Active"},
-}
-STATUS_LABELS: dict[str, dict[int, str]] = {
-    "lead": {1: "New", 2: "Contacted", 3: "Qualified", 4: "Lost", 5: "Cannot Contact", 6: "No Longer Interested",
-             7: "Canceled"},
-    "incident": {1: "In Progress", 2: "On Hold", 5: "Problem Solved", 6: "Canceled", 2000: "Merged"},
-    "quote": {1: "In Progress", 2: "In Progress", 3: "Open", 4: "Won", 5: "Lost", 6: "Canceled", 7: "Revised"},
-    "asyncoperation": {0: "Waiting For Resources", 10: "Waiting", 20: "In Progress", 21: "Pausing",
-                       22: "Canceling", 30: "Succeeded", 31: "Failed", 32: "Canceled"},
-    "duplicaterule": {0: "Unpublished", 1: "Publishing", 2: "Published"},
-}
-
+_KEYED = re.compile(r"(?:^|/)([A-Za-z_][A-Za-z0-9_]*)\((.+)\)$")
 _BIND = re.compile(r"(?:^|/)([A-Za-z_][A-Za-z0-9_]*)\(\{?([0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12})\}?\)$")
 
 
@@ -81,9 +65,12 @@ def output_name(attr: Attr) -> str:
 
 
 def record_to_json(store: Store, entity_name: str, record: dict[str, Any], select: list[str] | None,
-                   annotations: bool, api_url: str) -> dict[str, Any]:
-    """One record in the Web API's shape (without `@odata.context`). Callers hold store.lock."""
+                   annotations: bool | Annotations, api_url: str, *, etag: bool = True) -> dict[str, Any]:
+    """One record in the Web API's shape (without `@odata.context`). Callers hold store.lock.
+
+    `annotations` is the request's `odata.include-annotations` (True: all, False: none)."""
     meta = SCHEMA[entity_name]
+    wanted = ALL if annotations is True else NONE if annotations is False else annotations
     if select:
         attrs = [resolve_column(meta, n, plain_lookup=True) for n in select]
         pid = meta.attrs.get(meta.primary_id)
@@ -92,14 +79,15 @@ def record_to_json(store: Store, entity_name: str, record: dict[str, Any], selec
     else:
         attrs = [a for a in meta.attrs.values() if a.readable]
     out: dict[str, Any] = {}
-    if record.get("versionnumber") is not None:
+    if etag and record.get("versionnumber") is not None:
         out["@odata.etag"] = f'W/"{record["versionnumber"]}"'
+    formatted = wanted.wants(FORMATTED)
     for attr in attrs:
         value = record.get(attr.name)
         if attr.is_lookup:
-            _put_lookup(store, out, attr, value, annotations)
+            _put_lookup(store, out, attr, value, wanted)
             continue
-        if annotations and value is not None:
+        if formatted and value is not None:
             label = formatted_value(entity_name, attr, value)
             if label is not None:
                 out[attr.name + FORMATTED] = label
@@ -107,18 +95,20 @@ def record_to_json(store: Store, entity_name: str, record: dict[str, Any], selec
     return out
 
 
-def _put_lookup(store: Store, out: dict[str, Any], attr: Attr, value: Any, annotations: bool) -> None:
+def _put_lookup(store: Store, out: dict[str, Any], attr: Attr, value: Any, wanted: Annotations) -> None:
     key = output_name(attr)
     if not isinstance(value, Ref):
         out[key] = None
         return
-    if annotations:
+    if wanted.wants(FORMATTED):
         target = SCHEMA.get(value.entity)
         ref_rec = store.get(value.entity, value.id) if target is not None else None
         name = ref_rec.get(target.primary_name) if ref_rec is not None and target is not None else None
         if name is not None:
             out[key + FORMATTED] = str(name)
-        out[key + NAV_PROPERTY] = attr.nav_name(value.entity)
+    if wanted.wants(NAV_PROPERTY):
+        out[key + NAV_PROPERTY] = attr.nav_name(value.entity) if value.entity in attr.targets else attr.name
+    if wanted.wants(LOOKUP_NAME):
         out[key + LOOKUP_NAME] = value.entity
     out[key] = value.id
 
@@ -129,11 +119,11 @@ def formatted_value(entity_name: str, attr: Attr, value: Any) -> str | None:
     if t == S.BOOLEAN:
         return "Yes" if value else "No"
     if t == S.STATE:
-        return STATE_LABELS.get(entity_name, _ACTIVE).get(value, str(value))
+        return states.state_label(entity_name, value)
     if t == S.STATUS:
-        return STATUS_LABELS.get(entity_name, _ACTIVE_STATUS).get(value, str(value))
+        return states.status_label(entity_name, value)
     if t == S.PICKLIST:
-        return str(value)
+        return dict(attr.options).get(value, str(value))
     if t == S.DATETIME:
         return format_datetime(str(value))
     if t == S.MONEY and isinstance(value, int | float):
@@ -184,7 +174,14 @@ def parse_write_body(store: Store, entity_name: str, body: dict[str, Any], *, fo
             _check_writable(meta, attr, for_update)
             values[attr.name] = ref
         elif annotation or not prop:
-            continue  # @odata.type, @odata.etag, instance annotations: ignored
+            _check_annotation(entity_name, prop, annotation)
+        elif (nav := find_nav(meta, prop)) is not None:  # `"parentaccountid": null` disassociates
+            attr = nav[0]
+            if value is not None:
+                raise bad_request(f"Deep insert or update through the navigation property '{prop}' is not supported "
+                                  f"by the emulator; bind an existing record with '{prop}@odata.bind'.")
+            _check_writable(meta, attr, for_update)
+            values[attr.name] = None
         else:
             attr = meta.attrs.get(prop)
             if attr is None or attr.is_lookup:
@@ -193,6 +190,17 @@ def parse_write_body(store: Store, entity_name: str, body: dict[str, Any], *, fo
                 _check_writable(meta, attr, for_update)
             values[prop] = check_value(meta, attr, value)
     return values
+
+
+def _check_annotation(entity_name: str, prop: str, annotation: str) -> None:
+    """`@odata.type` must name this table; `@odata.etag` and `@odata.id` are ignored as the service does;
+    anything else is refused rather than ignored."""
+    if prop:
+        raise bad_request(f"The property annotation '{prop}@{annotation}' is not supported by the emulator.")
+    if annotation == "odata.type":
+        return
+    if annotation not in ("odata.etag", "odata.id", "odata.context"):
+        raise bad_request(f"The instance annotation '@{annotation}' is not supported by the emulator.")
 
 
 def _check_writable(meta: Entity, attr: Attr, for_update: bool) -> None:
@@ -213,7 +221,7 @@ def find_nav(meta: Entity, nav: str) -> tuple[Attr, str] | None:
     return None
 
 
-def _parse_bind(store: Store, meta: Entity, nav: str, value: Any) -> tuple[Attr, Ref]:
+def _parse_bind(store: Store, meta: Entity, nav: str, value: Any) -> tuple[Attr, Ref | None]:
     found = find_nav(meta, nav)
     if found is None:
         raise bad_request(f"An undeclared property '{nav}' which only has property annotations in the payload but "
@@ -221,19 +229,25 @@ def _parse_bind(store: Store, meta: Entity, nav: str, value: Any) -> tuple[Attr,
                           f"type '{type_name(meta.name)}'.)")
     attr, target = found
     if value is None:
-        raise bad_request(f"A null value was found for the navigation property '{nav}'. To remove a reference, "
-                          f"send DELETE to {meta.set_name}(id)/{nav}/$ref instead of binding null.")
+        return attr, None  # `"x@odata.bind": null` disassociates (associate-disassociate-entities-using-web-api)
     match = _BIND.search(value) if isinstance(value, str) else None
-    if match is None:
+    keyed = _KEYED.search(value) if isinstance(value, str) and match is None else None
+    if match is None and keyed is None:
         raise bad_request(f"The value of '{nav}@odata.bind' must be an entity reference such as "
                           f"'/{SCHEMA[target].set_name}(00000000-0000-0000-0000-000000000000)'; got {value!r}.")
-    set_name, rid = match.group(1), match.group(2).lower()
+    set_name = (match or keyed).group(1)  # type: ignore[union-attr]
     if set_name != SCHEMA[target].set_name:
         raise bad_request(f"The entity set '{set_name}' does not match the navigation property '{nav}', which "
                           f"references '{type_name(target)}' ({SCHEMA[target].set_name}).")
-    if store.get(target, rid) is None:
-        raise not_found(target, rid)
-    return attr, Ref(target, rid)
+    if match is not None:
+        rid = match.group(2).lower()
+        if store.get(target, rid) is None:
+            raise not_found(target, rid)
+        return attr, Ref(target, rid)
+    found_id = keys.find_by_key(store, SCHEMA[target], keys.parse_key_segment(SCHEMA[target], keyed.group(2)))
+    if found_id is None:
+        raise keys.not_found_by_key(target)
+    return attr, Ref(target, found_id)
 
 
 def check_value(meta: Entity, attr: Attr, value: Any) -> Any:
@@ -252,7 +266,7 @@ def check_value(meta: Entity, attr: Attr, value: Any) -> Any:
         ok = isinstance(value, str)
         if value == "":
             return None  # Dataverse stores an empty string as null
-        limit = MAX_MEMO if t == S.MEMO else MAX_STRING
+        limit = attr.limit or (MAX_MEMO if t == S.MEMO else MAX_STRING)
         if ok and len(value) > limit:
             raise ServiceError(400, VALIDATION_CODE, f"A validation error occurred.  The length of the "
                                f"'{attr.name}' attribute of the '{meta.name}' entity exceeded the maximum allowed "

@@ -22,26 +22,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .batch import handle_batch, is_batch
+from .cascade import advance_cascades
 from .context import Context, Handler
+from .counts import take_snapshot
+from .detection import advance_jobs
 from .errors import ServiceError
+from .operations import ACTIONS, COLLECTION_BOUND, FUNCTIONS
 from .options import EmulatorOptions
+from .prefer import Annotations, parse_prefer
 from .routes import Router
 from .store import RequestLogEntry, Store
 from .webservers import WebFarm, WebServer
 from .wire import API_PREFIX, ApiRequest, ApiResponse, error_response, json_response
-
-try:  # the domain helper's modules: until they exist the server runs without operations and jobs
-    from .operations import ACTIONS, FUNCTIONS
-except ModuleNotFoundError as _exc:  # pragma: no cover - depends on the build stage
-    if _exc.name != f"{__package__}.operations":
-        raise
-    ACTIONS, FUNCTIONS = {}, {}
-try:
-    from .detection import advance_jobs
-except ModuleNotFoundError as _exc:  # pragma: no cover
-    if _exc.name != f"{__package__}.detection":
-        raise
-    advance_jobs = None
 
 log = logging.getLogger(__name__)
 MAX_URL = 32768
@@ -66,7 +58,7 @@ class Emulator:
         self.api_url = base_url.rstrip("/") + API_PREFIX
         self.actions: dict[str, Handler] = dict(ACTIONS)
         self.functions: dict[str, Handler] = dict(FUNCTIONS)
-        self.router = Router(self.actions, self.functions)
+        self.router = Router(self.actions, self.functions, collection_bound=COLLECTION_BOUND)
         self.farm = WebFarm(options)
         self.servers: list[WebServer] = self.farm.servers
         self.limiter = self.servers[0].limiter  # the first server's (the only one unless web_servers > 1)
@@ -74,6 +66,8 @@ class Emulator:
         self._rng_lock = threading.Lock()
         self._tokens: dict[str, float] = {}
         self._caller: str | None = None
+        self.tenant_id = str(uuid.uuid5(uuid.NAMESPACE_URL, "dataverse-emulator/tenant"))
+        take_snapshot(store, time.time())  # RetrieveTotalRecordCount answers from snapshots (counts.py)
 
     # -- identity ------------------------------------------------------------------------------------------------
     def caller_id(self) -> str:
@@ -139,7 +133,7 @@ class Emulator:
             self._advance_jobs(caller)
             resp = self._admitted(req, caller, draw.slow_s, server)
         except ServiceError as exc:
-            resp = error_response(exc)
+            resp = error_response(exc, Annotations.from_prefs(parse_prefer(req.header("prefer"))).wants)
             if exc.status == 429:
                 with self.store.lock:
                     self.store.counters.throttled += 1
@@ -150,8 +144,10 @@ class Emulator:
         return resp, drop
 
     def _advance_jobs(self, caller: str) -> None:
-        if advance_jobs is not None:  # it takes store.lock itself, only while reading and writing rows
-            advance_jobs(self.context(caller))
+        """Detection jobs and deferred merge cascades move on with the clock, checked on every request."""
+        ctx = self.context(caller)
+        advance_jobs(ctx)  # it takes store.lock itself, only while reading and writing rows
+        advance_cascades(self.store, ctx.clock())
 
     def _admitted(self, req: ApiRequest, caller: str, slow_s: float, server: WebServer) -> ApiResponse:
         """Run the request under its server's limiter: latency and slowness happen while it counts as in flight."""
@@ -191,7 +187,8 @@ class Emulator:
             h["x-ms-ratelimit-burst-remaining-xrm-requests"] = str(left)
             h["x-ms-ratelimit-time-remaining-xrm-requests"] = f"{secs:.2f}"
         if resp.status == 401:
-            h.setdefault("WWW-Authenticate", f"Bearer authorization_uri={self.base_url}, resource_id={self.base_url}")
+            h.setdefault("WWW-Authenticate", f"Bearer authorization_uri=https://login.microsoftonline.com/"
+                                             f"{self.tenant_id}/oauth2/authorize, resource_id={self.base_url}")
         path = req.target.split("?", 1)[0]
         entry = RequestLogEntry(req.method, path, resp.status, (time.perf_counter() - started) * 1000.0, caller,
                                 server.index)
@@ -200,10 +197,9 @@ class Emulator:
 
 
 def _unauthorized(message: str, error: str | None = None) -> ServiceError:
-    headers = {}
-    if error:
-        headers["WWW-Authenticate"] = f'Bearer error="{error}", error_description="{message}"'
-    return ServiceError(401, AUTH_CODE, message, headers)
+    """401 with an empty body and a Bearer challenge naming the authority (settled-2026-11.md Q6); the
+    message is kept for logs only."""
+    return ServiceError(401, AUTH_CODE, message)
 
 
 class _HTTPHandler(BaseHTTPRequestHandler):

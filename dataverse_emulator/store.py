@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .schema import SCHEMA, Entity
+from .states import default_pair
 
 
 class Ref(NamedTuple):
@@ -143,7 +144,7 @@ class Store:
             stamp = values.get("createdon") or now_iso()
             record: dict[str, Any] = {meta.primary_id: rid, "createdon": stamp, "modifiedon": stamp}
             if "statecode" in meta.attrs:
-                record["statecode"], record["statuscode"] = 0, 1
+                record["statecode"], record["statuscode"] = default_pair(entity)
             if "merged" in meta.attrs:
                 record["merged"] = False
             record.update(values)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -54,8 +55,15 @@ def json_response(status: int, payload: Any, headers: dict[str, str] | None = No
     return ApiResponse(status, {"Content-Type": JSON_TYPE, **(headers or {})}, body)
 
 
-def error_response(exc: ServiceError) -> ApiResponse:
-    return json_response(exc.status, exc.body(), dict(exc.headers))
+def error_response(exc: ServiceError, wants: Callable[[str], bool] | None = None) -> ApiResponse:
+    """The error as JSON; with `wants` (the request's `odata.include-annotations`), the
+    `@Microsoft.PowerApps.CDS.*` details it asked for. A 401 has an empty body, as the service sends it."""
+    if exc.status == 401:
+        return ApiResponse(401, dict(exc.headers))
+    body = exc.body()
+    if wants is not None:
+        body["error"].update({k: v for k, v in exc.details().items() if wants(k)})
+    return json_response(exc.status, body, dict(exc.headers))
 
 
 def no_content(headers: dict[str, str] | None = None) -> ApiResponse:

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from dataverse import DataverseClient
+from dataverse.odata import NAV_PROPERTY, is_lookup_column
 from errors import NotFoundError, ResolverError
-from runfolder.state import PlannedMerge
+from runfolder.state import MergeStatus, PlannedMerge, SkipReason
 
-NAV_PROPERTY = "@Microsoft.Dynamics.CRM.associatednavigationproperty"
 _BIND = re.compile(r"\(\{?([0-9a-fA-F-]{36})\}?\)\s*$")
 _STATE_COLUMNS = ("statecode", "modifiedon", "_masterid_value")
 
@@ -45,7 +46,7 @@ def _state(record_id: str, row: dict[str, Any]) -> RecordState:
                        str(master).lower() if master else None)
 
 
-def read_states(client: Any, entity_set: str, primary_id: str, ids: list[str]) -> dict[str, RecordState]:
+def read_states(client: DataverseClient, entity_set: str, primary_id: str, ids: list[str]) -> dict[str, RecordState]:
     """The current state of every id (missing ones with exists=False), in a few bulk requests."""
     unique = list(dict.fromkeys(i.lower() for i in ids))
     found = {str(r[primary_id]).lower(): r for r in
@@ -53,7 +54,7 @@ def read_states(client: Any, entity_set: str, primary_id: str, ids: list[str]) -
     return {i: _state(i, found[i]) if i in found else RecordState(i, exists=False) for i in unique}
 
 
-def read_state(client: Any, entity_set: str, record_id: str) -> RecordState:
+def read_state(client: DataverseClient, entity_set: str, record_id: str) -> RecordState:
     """One record's state (a GET); a 404 gives exists=False."""
     try:
         row = client.get(f"{entity_set}({record_id})", {"$select": ",".join(_STATE_COLUMNS)})
@@ -74,25 +75,27 @@ def drift_verdict(
     *,
     check_modified: bool = False,
     check_target_modified: bool = False,
-) -> tuple[str, str] | None:
-    """(status, reason) when the merge must not be sent as planned, or None when it may go ahead."""
+) -> tuple[MergeStatus, SkipReason | None, str] | None:
+    """(status, skip reason, detail) when the merge must not be sent as planned, or None when it may go ahead.
+    A subordinate already merged into this very target is done: (ALREADY_MERGED, None, '')."""
     master = merged_into(sub)
     if master == row.target_id and not sub.active:
-        return "already_merged", "the subordinate is already merged into this target"
+        return MergeStatus.ALREADY_MERGED, None, ""
+    skip = MergeStatus.SKIPPED
     if not sub.exists:
-        return "skipped", "the subordinate no longer exists"
+        return skip, SkipReason.SUBORDINATE_GONE, ""
     if master:
-        return "skipped", f"the subordinate was merged into another record ({master})"
+        return skip, SkipReason.SUBORDINATE_MERGED_ELSEWHERE, f"into {master}"
     if not sub.active:
-        return "skipped", "the subordinate is inactive"
+        return skip, SkipReason.SUBORDINATE_INACTIVE, ""
     if not target.exists:
-        return "skipped", "the target no longer exists"
+        return skip, SkipReason.TARGET_GONE, ""
     if not target.active:
-        return "skipped", "the target is inactive"
+        return skip, SkipReason.TARGET_INACTIVE, ""
     if check_modified and not same_instant(sub.modifiedon, row.subordinate_modifiedon):
-        return "skipped", f"the subordinate changed since prepare (modifiedon {sub.modifiedon}); run step 3 again"
+        return skip, SkipReason.SUBORDINATE_CHANGED, f"modifiedon {sub.modifiedon}"
     if check_target_modified and not same_instant(target.modifiedon, row.target_modifiedon):
-        return "skipped", f"the target changed since prepare (modifiedon {target.modifiedon}); run step 3 again"
+        return skip, SkipReason.TARGET_CHANGED, f"modifiedon {target.modifiedon}"
     return None
 
 
@@ -141,7 +144,7 @@ def compare(expected: dict[str, tuple[str, Any]], record: dict[str, Any]) -> lis
     mismatches = []
     for column, (written, value) in expected.items():
         actual = record.get(column)
-        if column.startswith("_") and column.endswith("_value"):
+        if is_lookup_column(column):
             nav = record.get(column + NAV_PROPERTY)
             ok = str(actual or "").lower() == str(value or "").lower() and (not nav or nav == written)
         else:
@@ -174,7 +177,7 @@ def same_value(expected: Any, actual: Any) -> bool:
     return a == b
 
 
-def verify_target(client: Any, entity_set: str, lookups: list[str], row: PlannedMerge) -> dict[str, Any]:
+def verify_target(client: DataverseClient, entity_set: str, lookups: list[str], row: PlannedMerge) -> dict[str, Any]:
     """Read the target back and compare it with the UpdateContent sent: {"checked", "mismatches"[, "error"]}."""
     wanted = expectations(row.update_content, lookups)
     if not wanted:

@@ -7,10 +7,34 @@ where both exist, so step 4 can compare what prepare predicted with what happene
 
 from __future__ import annotations
 
-PRIVILEGE, PARENTING, ACTIVE_QUOTE, INACTIVE = "privilege", "parenting", "active_quote", "inactive"
-HIERARCHY_LOOP, MARKETING_PLUGIN, CHILD_CASES = "hierarchy_loop", "marketing_plugin", "child_cases"
-THROTTLING, NOT_FOUND, SAME_RECORD, UNSUPPORTED = "throttling", "not_found", "same_record", "unsupported"
-INVALID_UPDATE, TRANSIENT, OTHER = "invalid_update", "transient", "other"
+from enum import StrEnum
+
+
+class FailureClass(StrEnum):
+    """Why a merge failed. The first ones match pre-flight codes; the last three come from step 4 itself."""
+
+    PRIVILEGE = "privilege"
+    PARENTING = "parenting"
+    ACTIVE_QUOTE = "active_quote"
+    INACTIVE = "inactive"
+    HIERARCHY_LOOP = "hierarchy_loop"
+    MARKETING_PLUGIN = "marketing_plugin"
+    CHILD_CASES = "child_cases"
+    THROTTLING = "throttling"
+    NOT_FOUND = "not_found"
+    SAME_RECORD = "same_record"
+    UNSUPPORTED = "unsupported"
+    INVALID_UPDATE = "invalid_update"
+    TRANSIENT = "transient"
+    OTHER = "other"
+    MERGED_ELSEWHERE = "merged_elsewhere"      # the subordinate turned out merged into another record
+    OUTCOME_UNKNOWN = "outcome_unknown"        # sent, no answer, and Dataverse could not tell
+    WORKAROUND_FAILED = "workaround_failed"    # the marketing-list workaround was refused before the merge
+
+
+(PRIVILEGE, PARENTING, ACTIVE_QUOTE, INACTIVE, HIERARCHY_LOOP, MARKETING_PLUGIN, CHILD_CASES, THROTTLING, NOT_FOUND,
+ SAME_RECORD, UNSUPPORTED, INVALID_UPDATE, TRANSIENT, OTHER, MERGED_ELSEWHERE, OUTCOME_UNKNOWN,
+ WORKAROUND_FAILED) = FailureClass
 
 HINTS = {
     PRIVILEGE: "Give the signed-in user Read, Write, Share and Append To on both records (and Append/Write on "
@@ -31,6 +55,10 @@ HINTS = {
                     "fields_to_ignore in prepare_duplicates.py and rerun step 3.",
     TRANSIENT: "Dataverse or the network failed for a moment: rerun step 4 (finished merges are skipped).",
     OTHER: "See the error message; rerun step 4 after fixing its cause (finished merges are skipped).",
+    MERGED_ELSEWHERE: "The subordinate is already merged into another record: check that merge in Dynamics.",
+    OUTCOME_UNKNOWN: "Run step 4 again: it asks Dataverse whether the merge took effect before sending it again.",
+    WORKAROUND_FAILED: "Moving the subordinate's marketing-list memberships was refused: see the error, fix it "
+                       "(privileges on the lists?) and rerun step 4.",
 }
 
 _CODES = {
@@ -87,7 +115,7 @@ def normalise_code(code: str | int | None) -> str:
     return text
 
 
-def classify(status: int | None, code: str, message: str) -> tuple[str, str]:
+def classify(status: int | None, code: str, message: str) -> tuple[FailureClass, str]:
     """(class, one-line hint) for a failed Merge: Dataverse code first, then message text, then HTTP status."""
     kind = _CODES.get(normalise_code(code))
     if kind is None:
@@ -101,7 +129,7 @@ def classify(status: int | None, code: str, message: str) -> tuple[str, str]:
     return kind, HINTS[kind]
 
 
-def _by_status(status: int | None, code: str) -> str:
+def _by_status(status: int | None, code: str) -> FailureClass:
     if status == 429:
         return THROTTLING
     if status is None or status >= 500:

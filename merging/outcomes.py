@@ -1,5 +1,7 @@
-"""What one run of step 4 did: counts, failures grouped by class with their hints, skips by reason,
-verification mismatches, throttling and speed. Filled thread-safely as merges finish; no I/O."""
+"""What one run of step 4 did, and the sentences people read about it: counts, failures grouped by class with
+their hints, skips by reason, verification mismatches, throttling and speed. Filled thread-safely as merges
+finish; no I/O. Code decides on the enums (MergeStatus, SkipReason, FailureClass); the sentences are made here.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +11,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from errors import DataverseError, OutcomeUnknownError
-from runfolder.state import MergeOutcome
+from dataverse.transport import ClientStats
+from merging.failure_classes import HINTS, FailureClass
+from runfolder.state import MergeOutcome, MergeStatus, SkipReason
 
-_UNKNOWN_HINT = "Run step 4 again: it asks Dataverse whether the merge took effect before sending it again."
-_ELSEWHERE_HINT = "The subordinate is already merged into another record: check that merge in Dynamics."
+SKIP_TEXT = {
+    SkipReason.PREDICTED_FAILURE: "predicted to fail",
+    SkipReason.EARLIER_LEFT_OUT: "an earlier merge into the same target was left out of merges.csv, and this one "
+                                 "was planned on top of it: rerun step 3 to plan the rest without it",
+    SkipReason.EARLIER_NOT_DONE: "an earlier merge into the same target did not happen, and this one was planned on "
+                                 "top of it: rerun step 3 (Prepare duplicates), then step 4",
+    SkipReason.SUBORDINATE_GONE: "the subordinate no longer exists",
+    SkipReason.SUBORDINATE_MERGED_ELSEWHERE: "the subordinate was merged into another record",
+    SkipReason.SUBORDINATE_INACTIVE: "the subordinate is inactive",
+    SkipReason.TARGET_GONE: "the target no longer exists",
+    SkipReason.TARGET_INACTIVE: "the target is inactive",
+    SkipReason.SUBORDINATE_CHANGED: "the subordinate changed since prepare; run step 3 again",
+    SkipReason.TARGET_CHANGED: "the target changed since prepare; run step 3 again",
+    SkipReason.NOT_SELECTED: "an earlier Merge got no answer; checked: not merged; not selected this time",
+    SkipReason.TOKEN_REFUSED: "not sent: Dataverse refused the sign-in, so the run stopped",
+}
 
 
-def classify(exc: DataverseError | None, message: str) -> tuple[str, str]:
-    """(failure class, one-line hint) for a failed merge, from failures.classify when it is available."""
-    if "merged into another record" in message:
-        return "merged_elsewhere", _ELSEWHERE_HINT
-    if exc is None or isinstance(exc, OutcomeUnknownError):
-        return "outcome_unknown", _UNKNOWN_HINT
-    try:
-        from merging.failure_classes import classify as classify_failure
-    except ImportError:  # failures.py is optional for this step: fall back to one class
-        return "other", exc.hint or ""
-    failure_class, hint = classify_failure(exc.status, exc.code, message or exc.message)
-    return str(failure_class), str(hint)
+def skip_text(reason: SkipReason, detail: str = "") -> str:
+    return f"{SKIP_TEXT[reason]} ({detail})" if detail else SKIP_TEXT[reason]
 
 
 @dataclass
 class MergeResult:
-    """The outcome of run(): for the summary screen and for main.py's exit status."""
+    """The outcome of a run of step 4: for the summary screen and for main.py's exit status."""
 
     journal_path: Path
     actions_path: Path
@@ -42,10 +49,12 @@ class MergeResult:
     skipped: int = 0
     done_before: int = 0                      # done in an earlier run: not touched now
     failures_by_class: dict[str, tuple[int, str]] = field(default_factory=dict)
-    skip_reasons: Counter[str] = field(default_factory=Counter)
+    skip_reasons: Counter[SkipReason] = field(default_factory=Counter)
     verified: int = 0
     mismatches: list[dict[str, Any]] = field(default_factory=list)
     reprepare: list[str] = field(default_factory=list)  # records changed since prepare: run step 3 again
+    lists_restored: int = 0                   # subordinates whose list memberships were put back after a failure
+    stopped: str = ""                         # why the run stopped before the end (a sentence), '' when it did not
     throttled: int = 0
     throttle_wait_s: float = 0.0
     requests: int = 0
@@ -55,18 +64,28 @@ class MergeResult:
 
     def add(self, outcome: MergeOutcome, verification: dict[str, Any] | None) -> None:
         with self._lock:
-            setattr(self, outcome.status, getattr(self, outcome.status) + 1)
-            if outcome.status == "failed":
+            status = outcome.status
+            if status is MergeStatus.MERGED:
+                self.merged += 1
+            elif status is MergeStatus.ALREADY_MERGED:
+                self.already_merged += 1
+            elif status is MergeStatus.FAILED:
+                self.failed += 1
                 count, _ = self.failures_by_class.get(outcome.failure_class, (0, ""))
                 self.failures_by_class[outcome.failure_class] = (count + 1, outcome.hint)
-            elif outcome.status == "skipped":
-                self.skip_reasons[outcome.error_message.split(" (")[0]] += 1
+            else:
+                self.skipped += 1
+                reason = SkipReason(outcome.reason_code)
+                self.skip_reasons[reason] += 1
+                if reason.needs_prepare:
+                    changed = outcome.subordinate_id if reason is SkipReason.SUBORDINATE_CHANGED else outcome.target_id
+                    self.reprepare.append(changed)
             if verification and verification.get("checked"):
                 self.verified += 1
                 self.mismatches += [{"subordinate_id": outcome.subordinate_id, "target_id": outcome.target_id, **m}
                                     for m in verification.get("mismatches", [])]
 
-    def finish(self, elapsed_s: float, stats: Any, throttled_at_start: int) -> None:
+    def finish(self, elapsed_s: float, stats: ClientStats, throttled_at_start: int) -> None:
         self.elapsed_s = elapsed_s
         self.merges_per_s = (self.merged + self.already_merged) / elapsed_s if elapsed_s > 0 else 0.0
         self.throttled = stats.throttled - throttled_at_start
@@ -81,14 +100,19 @@ class MergeResult:
         lines = [f"Merged {self.merged}" + (f", {self.already_merged} found already merged" if self.already_merged
                                             else "") + f", {self.failed} failed, {self.skipped} skipped "
                  f"in {self.elapsed_s:.1f} s ({self.merges_per_s:.1f} merges/s)."]
+        if self.stopped:
+            lines.append(f"Stopped early: {self.stopped}")
         if self.done_before:
             lines.append(f"{self.done_before} were done in an earlier run and were not touched.")
         for cls, (count, hint) in sorted(self.failures_by_class.items(), key=lambda kv: -kv[1][0]):
             lines.append(f"  failed, {cls}: {count}" + (f" - {hint}" if hint else ""))
         for reason, count in self.skip_reasons.most_common():
-            lines.append(f"  skipped: {count} x {reason}")
+            lines.append(f"  skipped: {count} x {SKIP_TEXT[reason]}")
         if self.reprepare:
             lines.append(f"{len(self.reprepare)} records changed since prepare: run step 3 again for them.")
+        if self.lists_restored:
+            lines.append(f"Marketing-list memberships put back for {self.lists_restored} subordinates whose merge "
+                         "failed after the workaround had moved them.")
         if self.verified:
             lines.append(f"Verified {self.verified} targets after their merge: {len(self.mismatches)} mismatches.")
             lines += [f"  {m['target_id']} {m['field']}: expected {m['expected']!r}, found {m['actual']!r}"
@@ -97,3 +121,7 @@ class MergeResult:
             lines.append(f"Dataverse asked to slow down {self.throttled} times (429); the run waited as told.")
         lines.append(f"Journal: {self.journal_path}; results: {self.actions_path}")
         return lines
+
+
+def failure_hint(failure_class: FailureClass) -> str:
+    return HINTS[failure_class]

@@ -54,6 +54,9 @@ class Progress:
         return text + (f", {self.throttled} x 429" if self.throttled else "")
 
 
+ProgressCallback = Callable[[Progress], None]
+
+
 class AdaptiveLimit:
     """Additive-increase / multiplicative-decrease concurrency limit, decided once per window of completions.
 
@@ -104,7 +107,7 @@ class ChainPool(Generic[T]):
         *,
         limit: AdaptiveLimit,
         throttled: Callable[[], int] = lambda: 0,
-        on_progress: Callable[[Progress], None] | None = None,
+        on_progress: ProgressCallback | None = None,
         progress_every_s: float = 0.5,
     ) -> None:
         self._chains: deque[Sequence[T]] = deque(c for c in chains if c)
@@ -141,12 +144,14 @@ class ChainPool(Generic[T]):
             t.start()
         try:
             self._wait(threads)
-        except KeyboardInterrupt:
-            log.warning("Interrupted: no new merges are started; waiting for the %d in flight", self._active)
+        except BaseException as exc:  # Ctrl-C, or the progress line's output went away: stop cleanly
+            log.warning("Stopping (%s): no new merges are started; waiting for the %d in flight",
+                        type(exc).__name__, self._active)
             self.stop()
             for t in threads:
                 t.join()
-            self._report()
+            if isinstance(exc, KeyboardInterrupt):
+                self._report()
             raise
         self._report()
         if self._error is not None:

@@ -8,8 +8,7 @@ UTF-8 with BOM so Excel reads accents. Cells a spreadsheet would run as a formul
 `=`, `+`, `-`, `@`, tab or carriage return) get a leading `'` (OWASP CSV injection advice): so a phone
 number `+44 20 ...` shows as `'+44 20 ...` in the audit view only. Numbers are written as they are.
 
-merges.csv is read back by step 4, so it keeps values exactly: no quote prefix, no BOM, and
-`update_content` is the exact JSON that step 4 sends as UpdateContent.
+(merges.csv, the plan's view, is runfolder/merges_csv.py.)
 """
 
 from __future__ import annotations
@@ -24,8 +23,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from runfolder.state import MERGES_CSV_COLUMNS, Finding, PlannedMerge
 
 AUDIT_LABELS = ("subordinate", "target", "merge_function", "target_after_merge")
 NAME_SUFFIX = "@name"
@@ -223,26 +220,3 @@ def audit_file_name(subordinate_id: str) -> str:
     if not subordinate_id or Path(name).name != name or subordinate_id.startswith("."):
         raise ValueError(f"not a usable record id for a file name: {subordinate_id!r}")
     return name
-
-
-# -- merges.csv -------------------------------------------------------------------------------------
-def preflight_text(findings: Iterable[Finding]) -> str:
-    """'ok', or the findings as 'code: message | code: message'."""
-    parts = [f"{f.code}: {f.message}" for f in findings]
-    return " | ".join(parts) if parts else "ok"
-
-
-def merges_row(merge: PlannedMerge) -> list[str]:
-    """One row of merges.csv, in MERGES_CSV_COLUMNS order, values exact (changed_fields joined by ';')."""
-    row = {
-        "group_id": merge.group_id,
-        "order": str(merge.order),
-        "target_id": merge.target_id,
-        "subordinate_id": merge.subordinate_id,
-        "preflight": preflight_text(merge.preflight),
-        "changed_fields": ";".join(merge.changed_fields),
-        "update_content": json.dumps(merge.update_content, ensure_ascii=False, separators=(",", ":")),
-        "target_modifiedon": merge.target_modifiedon or "",
-        "subordinate_modifiedon": merge.subordinate_modifiedon or "",
-    }
-    return [row[c] for c in MERGES_CSV_COLUMNS]

@@ -53,7 +53,9 @@ def has_column(row: Row, col: str) -> bool:
 
 
 def _value(row: Row, col: str) -> Any:
-    return row.get(col) if has_column(row, col) else None
+    """A standard column's value, None when the row's table lacks it (plain dict.get: no typo guard needed
+    for the helpers' own column names, and it is the hot path of every merge)."""
+    return dict.get(row, col) if isinstance(row, dict) else row.get(col)
 
 
 def current(result: Result, target: Row, col: str) -> Any:

@@ -22,6 +22,8 @@ from planning.targets import Strategy, parse_when
 from runfolder.state import Finding, Group, PlannedMerge, Severity
 
 _LATE = "9999-12-31"
+_ABSENT = object()
+_dict_get = dict.get
 
 MergeFn = Callable[[dict, dict, list[str]], dict]
 
@@ -61,9 +63,10 @@ class Row(dict):
             return None
         raise KeyError(f"{key!r} is not a column of this table")
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        if key in self:
-            return dict.__getitem__(self, key)
+    def get(self, key: str, default: Any = None) -> Any:
+        value = _dict_get(self, key, _ABSENT)
+        if value is not _ABSENT:
+            return value
         if key in self.columns:
             return default
         raise KeyError(f"{key!r} is not a column of this table")
@@ -117,12 +120,17 @@ class Planner:
         self.entity_sets, self.preflight = entity_sets, preflight
         self.odata_type = f"Microsoft.Dynamics.CRM.{meta.logical_name}"
 
-    def plan(self, group_id: str, records: Sequence[Mapping[str, Any]],
-             strategy: Strategy) -> tuple[list[PlannedMerge], list[AuditRows]]:
-        pk = self.meta.primary_id
-        ordered = sorted(records, key=lambda r: str(r.get(pk) or ""))
-        target_raw = strategy(list(ordered))
-        target_id = str(target_raw.get(pk))
+    def plan(self, group_id: str, records: Sequence[Mapping[str, Any]], strategy: Strategy,
+             target_id: str | None = None) -> tuple[list[PlannedMerge], list[AuditRows]]:
+        """One group's merges. `target_id` fixes the target (a group step 4 has begun merging keeps its
+        target when step 3 plans the rest); otherwise `strategy` chooses it."""
+        pk, name = self.meta.primary_id, self.meta.primary_name
+        ordered = [_as_dict(r) for r in sorted(records, key=lambda r: str(r.get(pk) or ""))]
+        if target_id is None:
+            target_raw = strategy(ordered)
+            target_id = str(target_raw.get(pk))
+        else:
+            target_raw = next(r for r in ordered if str(r.get(pk)) == target_id)
         subs = sorted((r for r in ordered if str(r.get(pk)) != target_id), key=lambda r: _merge_order(r, pk))
         after = _Rec.parse(target_raw)
         merges: list[PlannedMerge] = []
@@ -139,7 +147,8 @@ class Planner:
                 group_id=group_id, order=order, target_id=target_id, subordinate_id=sub_id,
                 update_content=update, changed_fields=tuple(logical_name(c) for c in write),
                 preflight=tuple(findings), target_modifiedon=target_raw.get("modifiedon"),
-                subordinate_modifiedon=sub_raw.get("modifiedon"),
+                subordinate_modifiedon=sub_raw.get("modifiedon"), target_name=str(target_raw.get(name) or ""),
+                subordinate_name=str(sub_raw.get(name) or ""),
             ))
             shown = _Rec(write, {c: new_after.notes[c] for c in write if c in new_after.notes})
             audits.append(AuditRows(sub_id, sub.display(), after.display(), shown.display(), new_after.display()))
@@ -209,15 +218,23 @@ class Planner:
 
 
 def plan_all(planner: Planner, groups: Sequence[Group], records: Mapping[str, Mapping[str, Any]],
-             strategy: Strategy, audit: AuditSink) -> list[PlannedMerge]:
-    """Every group through the planner, in order; each subordinate's audit rows go to `audit` as planned."""
+             strategy: Strategy, audit: AuditSink, targets: Mapping[str, str] | None = None) -> list[PlannedMerge]:
+    """Every group through the planner, in order; each subordinate's audit rows go to `audit` as planned.
+    `targets`: group id -> a target fixed in advance (see Planner.plan)."""
     merges: list[PlannedMerge] = []
+    fixed = targets or {}
     for group in groups:
-        planned, audits = planner.plan(group.group_id, [records[i] for i in group.record_ids], strategy)
+        planned, audits = planner.plan(group.group_id, [records[i] for i in group.record_ids], strategy,
+                                       fixed.get(group.group_id))
         for rows in audits:
             audit.add(rows)
         merges += planned
     return merges
+
+
+def _as_dict(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record itself when it is a dict (a strategy returns one of the records it was given)."""
+    return record if isinstance(record, dict) else dict(record)
 
 
 def _merge_order(record: Mapping[str, Any], pk: str) -> tuple[bool, str, str]:

@@ -201,12 +201,16 @@ Fetch = Callable[[str, str, list[str], list[str]], Iterable[Row]]
 
 def gather(entity: str, entity_set: str, primary_id: str, records: Mapping[str, Row], fetch: Fetch) -> PreflightData:
     """Everything the checks read, for all records of the run (targets are chosen later, so: all of them)."""
-    ids = list(records)
+    return with_parents(gather_by_ids(entity, list(records), fetch), entity, entity_set, primary_id, records, fetch)
+
+
+def gather_by_ids(entity: str, ids: list[str], fetch: Fetch) -> PreflightData:
+    """The checks' data that needs only the records' ids (quotes, list memberships, child cases): step 3 reads
+    it while it reads the record files."""
     data = PreflightData()
     if entity in ("account", "contact"):
         quotes = fetch("quotes", "_customerid_value", ids, ["quoteid", "_customerid_value", "statecode"])
-        data = replace(data, active_quotes=active_quote_counts(quotes),
-                       parents=parent_chains(entity, entity_set, primary_id, records, fetch))
+        data = replace(data, active_quotes=active_quote_counts(quotes))
     if entity in ("account", "contact", "lead"):
         members = fetch("listmembers", "_entityid_value", ids, ["listmemberid", "_listid_value", "_entityid_value"])
         data = replace(data, list_memberships=count_by(members, "_entityid_value", distinct="_listid_value"))
@@ -214,6 +218,14 @@ def gather(entity: str, entity_set: str, primary_id: str, records: Mapping[str, 
         children = fetch("incidents", "_parentcaseid_value", ids, ["incidentid", "_parentcaseid_value"])
         data = replace(data, child_cases=count_by(children, "_parentcaseid_value"))
     return data
+
+
+def with_parents(data: PreflightData, entity: str, entity_set: str, primary_id: str, records: Mapping[str, Row],
+                 fetch: Fetch) -> PreflightData:
+    """`data` plus the hierarchy of the records' parents (the loop check), where the table has one."""
+    if entity not in ("account", "contact"):
+        return data
+    return replace(data, parents=parent_chains(entity, entity_set, primary_id, records, fetch))
 
 
 def parent_chains(entity: str, entity_set: str, primary_id: str, records: Mapping[str, Row],

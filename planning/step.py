@@ -1,9 +1,12 @@
 """Step 3's machinery (the shell around the pure planner): read the run folder and what Dataverse must tell
-before planning, plan every group with the merge logic of prepare_duplicates.py, write prepare/.
+before planning, plan every group with the merge logic of prepare_duplicates.py, write prepare/: the plan
+(plan.jsonl, what step 4 runs), its view for people (merges.csv) and one audit file per merge.
 
 Every read from Dataverse happens before planning starts (table metadata, entity set names, pre-flight
 data); the planning loop itself does no I/O and forks nothing. Audit files are written as merges are
-planned, by a spawned helper process for large runs (`planning.audit_files.AuditWriter`).
+planned, by a spawned helper process for large runs (`planning.audit_files.AuditWriter`). Step 3 holds the
+run folder's lock, and once step 4 has begun on a plan it replaces that plan only when asked (`replan`):
+then it plans what is left, from the records as they stand now, and never re-targets a merge that happened.
 """
 
 from __future__ import annotations
@@ -11,26 +14,33 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from dataverse import DataverseClient
-from errors import NotFoundError, RunStateError, about
-from planning.audit_files import AuditWriter, merges_row
+from dataverse import DataverseClient, EntityMetadata, Environment
+from errors import EnvironmentMismatchError, NotFoundError, RunStateError, StepFourStartedError, UsageError, about
+from planning.audit_files import AuditWriter
 from planning.planner import MergeFn, Planner, plan_all
-from planning.preflight import Fetch, gather, summarise
+from planning.preflight import Fetch, gather_by_ids, summarise, with_parents
 from planning.targets import get_strategy
 from runfolder.folder import RunFolder
-from runfolder.state import MERGES_CSV_COLUMNS, DuplicateGroups
+from runfolder.journal import SubordinateHistory, read_journal, replay
+from runfolder.lock import RunLock
+from runfolder.merges_csv import read_selection, write_view
+from runfolder.plan_file import PlanHeader, read_plan, write_plan
+from runfolder.state import DuplicateGroups, Group
 
 log = logging.getLogger(__name__)
+_MADE_BY = "step 2 (Group duplicates)"
 
 
 @dataclass(frozen=True)
 class PrepareSettings:
     entity: str
     target_strategy: str = "oldest_record"
+    replan: bool = False          # step 4 has begun: plan only what is left (from fresh records)
 
 
 @dataclass(frozen=True)
@@ -45,36 +55,64 @@ class PrepareResult:
     top_changed_fields: tuple[tuple[str, int], ...]  # (field, merges that change it), most first
     preflight_counts: dict[str, int]                # finding code -> merges
     not_written: tuple[tuple[str, int], ...] = ()   # columns the merge logic returned that cannot be written
+    environment: Environment | None = None
+    already_merged: int = 0                         # with replan: subordinates merged by earlier runs of step 4
+    kept_targets: int = 0                           # with replan: groups whose target was fixed by a merge done
+    notes: list[str] = field(default_factory=list)  # lines for the summary (groups left out, ...)
 
 
 def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings, *, merge_fn: MergeFn,
         ignore: Iterable[str]) -> PrepareResult:
-    """Plan every group of the run folder and write prepare/ (audit records + merges.csv). Reads Dataverse only."""
+    """Plan every group of the run folder and write prepare/. Reads Dataverse only."""
     strategy = get_strategy(settings.target_strategy)
-    groups = _read_groups(run, settings.entity)
-    meta = client.entity(settings.entity)
-    records = _read_records(run, groups)
-    checks = gather(meta.logical_name, meta.entity_set_name, meta.primary_id, records, _fetcher(client))
-    planner = Planner(meta, merge_fn, ignore, client.entity_set_names(), checks)
-    first = [meta.primary_id, meta.primary_name]
-    with run.replace_dir(run.prepare_dir) as tmp:
-        with AuditWriter(tmp / run.audit_dir.relative_to(run.prepare_dir), first) as audit:
-            merges = plan_all(planner, groups.groups, records, strategy, audit)
-        run.write_csv(tmp / run.merges_csv.relative_to(run.prepare_dir), MERGES_CSV_COLUMNS,
-                      [merges_row(m) for m in merges])
+    with RunLock(run.lock_path, "step 3 (Prepare duplicates)"):
+        groups = _read_groups(run, settings.entity)
+        environment = _check_environment(run, groups, client)
+        history = replay(read_journal(run.journal_path))
+        previous = _check_not_started(run, history, settings)
+        notes: list[str] = []
+        excluded = _carried_exclusions(run, notes)
+        groups = _without(groups, excluded)
+        meta = client.entity(settings.entity)
+        fetch = _fetcher(client)
+        targets: dict[str, str] = {}
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight") as side:  # network while reading
+            if settings.replan:
+                records = _fresh_records(client, meta, groups)
+                groups, targets = _what_is_left(groups, records, history, environment, notes)
+            by_ids = side.submit(gather_by_ids, meta.logical_name, [i for g in groups.groups for i in g.record_ids],
+                                 fetch)
+            if not settings.replan:
+                records = _read_records(run, groups, meta.primary_id)
+            checks = with_parents(by_ids.result(), meta.logical_name, meta.entity_set_name, meta.primary_id,
+                                  records, fetch)
+        planner = Planner(meta, merge_fn, ignore, client.entity_set_names(), checks)
+        first = [meta.primary_id, meta.primary_name]
+        header = PlanHeader.new(meta.logical_name, environment, settings.target_strategy, previous, excluded)
+        with run.replace_dir(run.prepare_dir) as tmp:
+            with AuditWriter(tmp / run.audit_dir.relative_to(run.prepare_dir), first) as audit:
+                merges = plan_all(planner, groups.groups, records, strategy, audit, targets)
+            write_plan(tmp / run.plan_path.name, header, merges)
+            write_view(tmp / run.merges_csv.name, merges)
     changed = Counter(f for m in merges for f in m.changed_fields)
     return PrepareResult(
         entity=meta.logical_name, groups=len(groups.groups), merges=len(merges),
         flagged=sum(1 for m in merges if m.preflight), audit_files=len(merges), merges_csv=run.merges_csv,
         audit_dir=run.audit_dir, top_changed_fields=tuple(changed.most_common(10)),
         preflight_counts=summarise(m.preflight for m in merges),
-        not_written=tuple(sorted(planner.dropped.items())),
+        not_written=tuple(sorted(planner.dropped.items())), environment=environment,
+        already_merged=sum(1 for h in history.values() if h.done), kept_targets=len(targets), notes=notes,
     )
 
 
 def summary_lines(result: PrepareResult) -> list[str]:
     """The step's report, a line each."""
-    lines = [f"{result.merges} merges planned in {result.groups} groups of {result.entity} records."]
+    lines = [f"{result.merges} merges planned in {result.groups} groups of {result.entity} records"
+             + (f" in {result.environment.describe()}." if result.environment else ".")]
+    if result.already_merged:
+        lines.append(f"Planned what is left: {result.already_merged} subordinates were merged by step 4 already; "
+                     f"{result.kept_targets} groups keep the target they were merged into.")
+    lines += result.notes
     if result.top_changed_fields:
         lines.append("Fields changed most often: " + ", ".join(f"{f} ({n})" for f, n in result.top_changed_fields))
     if result.preflight_counts:
@@ -99,21 +137,122 @@ def _read_groups(run: RunFolder, entity: str) -> DuplicateGroups:
     return groups
 
 
-def _read_records(run: RunFolder, groups: DuplicateGroups) -> dict[str, dict[str, Any]]:
+def _check_environment(run: RunFolder, groups: DuplicateGroups, client: DataverseClient) -> Environment:
+    """The records were read from one environment: plan against that one only."""
+    here = client.environment()
+    if groups.environment is not None and not groups.environment.same_as(here):
+        raise EnvironmentMismatchError(
+            f"The run folder {run.root.name} holds records of {groups.environment.describe()}, but you are signed "
+            f"in to {here.describe()}.",
+            "Use the .env file of that environment (--env-file), or run step 2 again in a new folder.")
+    return here
+
+
+def _carried_exclusions(run: RunFolder, notes: list[str]) -> frozenset[str]:
+    """Records whose rows were deleted from merges.csv stay out of their groups when step 3 plans again (and so
+    do the ones earlier plans kept out): "rerun step 3 to plan the rest without it"."""
+    if not run.plan_path.exists():
+        return frozenset()
+    try:
+        old = read_plan(run.plan_path)
+    except RunStateError:
+        notes.append("The previous plan could not be read: rows deleted from its merges.csv are not carried over.")
+        return frozenset()
+    excluded = set(old.header.excluded)
+    try:
+        excluded |= {m.subordinate_id for m in read_selection(run.merges_csv, old, run.root.parent).left_out}
+    except (RunStateError, UsageError):
+        notes.append("merges.csv did not match its plan: rows deleted from it are not carried over this time.")
+    if excluded:
+        notes.append(f"{len(excluded)} records whose rows were deleted from merges.csv stay out of their groups "
+                     "(delete the prepare folder to plan them again).")
+    return frozenset(excluded)
+
+
+def _without(groups: DuplicateGroups, excluded: frozenset[str]) -> DuplicateGroups:
+    """The groups without the excluded records; a group left with one record is no group."""
+    if not excluded:
+        return groups
+    kept = [Group(g.group_id, ids) for g in groups.groups
+            if len(ids := tuple(i for i in g.record_ids if i not in excluded)) > 1]
+    return replace(groups, groups=kept)
+
+
+def _check_not_started(run: RunFolder, history: dict[str, SubordinateHistory], settings: PrepareSettings) -> str:
+    """Refuse to replace a plan whose merges have begun, unless `replan`; the plan id being replaced."""
+    sent = [h for h in history.values() if h.sends or h.list_steps]
+    previous = ""
+    if run.plan_path.exists():
+        try:
+            previous = read_plan(run.plan_path).header.plan_id
+        except RunStateError:
+            previous = ""
+    if not sent:
+        return previous
+    done = sum(1 for h in history.values() if h.done)
+    if not settings.replan:
+        raise StepFourStartedError(
+            f"Step 4 has begun on this folder's plan ({done} merges done, {len(sent)} records sent): a new plan "
+            "would count merges into other targets as done and plan on top of records already merged away.",
+            "Rerun step 3 with --replan to plan only what is left from the records as they stand now (the menu "
+            "asks), or use a new run folder.", str(run.journal_path))
+    pending = [h.subordinate_id for h in history.values() if h.pending]
+    if pending:
+        raise RunStateError(
+            f"{len(pending)} merges of the last run of step 4 got no answer (e.g. {pending[0]}).",
+            "Run step 4 again first (it asks Dataverse what became of them), then step 3 with --replan.",
+            str(run.journal_path))
+    return previous
+
+
+def _fresh_records(client: DataverseClient, meta: EntityMetadata, groups: DuplicateGroups) -> dict[str, dict[str, Any]]:
+    """Every record of the groups as it stands now in Dataverse (only its columns with a value)."""
+    ids = [i for g in groups.groups for i in g.record_ids]
+    rows = client.get_many(meta.entity_set_name, meta.primary_id, ids, meta.readable(), annotations=True)
+    return {str(r[meta.primary_id]).lower(): {k: v for k, v in r.items() if v is not None} for r in rows}
+
+
+def _what_is_left(groups: DuplicateGroups, records: dict[str, dict[str, Any]],
+                  history: dict[str, SubordinateHistory], environment: Environment,
+                  notes: list[str]) -> tuple[DuplicateGroups, dict[str, str]]:
+    """The groups without their merged-away records, and the targets that merges already fixed."""
+    merged = {h.subordinate_id: h.target_id for h in history.values() if h.done}
+    left: list[Group] = []
+    targets: dict[str, str] = {}
+    for group in groups.groups:
+        into = {merged[i] for i in group.record_ids if i in merged}
+        alive = tuple(i for i in group.record_ids if i not in merged and i in records
+                      and not records[i].get("_masterid_value"))
+        if len(into) > 1:
+            notes.append(f"Group {group.group_id} was merged into {len(into)} different targets: left out.")
+            continue
+        if into and next(iter(into)) not in alive:
+            notes.append(f"Group {group.group_id}: its target {next(iter(into))} is gone or merged away: left out.")
+            continue
+        if len(alive) > 1:
+            left.append(Group(group.group_id, alive))
+            if into:
+                targets[group.group_id] = next(iter(into))
+    log.info("replan in %s: %d of %d groups left", environment.uri, len(left), len(groups.groups))
+    return DuplicateGroups(groups.job_id, groups.entity, left, groups.pairs_read, groups.capped, groups.created,
+                           groups.environment), targets
+
+
+def _read_records(run: RunFolder, groups: DuplicateGroups, key: str) -> dict[str, dict[str, Any]]:
     """Every record of every group, only its columns with a value: a real record is mostly empty columns,
-    and 100,000s of them are held at once."""
+    and 100,000s of them are held at once. (One thread: the files come from the page cache, and parsing
+    them is Python work that threads would only fight over.)"""
     records: dict[str, dict[str, Any]] = {}
     for group in groups.groups:
         for record_id in group.record_ids:
             try:
-                records[record_id] = {k: v for k, v in run.read_record(record_id).items() if v is not None}
+                records[record_id] = {k: v for k, v in run.read_record(record_id, key).items() if v is not None}
             except RunStateError as exc:
                 path = run.record_path(record_id)
                 if path.exists():
                     raise
                 raise RunStateError(f"The record file {run.display(path)} (group {group.group_id}) is missing.",
-                                    "Rerun step 2 (Group duplicates) to download the records again.",
-                                    str(path)) from exc
+                                    f"Rerun {_MADE_BY} to download the records again.", str(path)) from exc
     return records
 
 
@@ -128,4 +267,3 @@ def _fetcher(client: DataverseClient) -> Fetch:
             return []
 
     return fetch
-

@@ -12,17 +12,18 @@ import io
 import json
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from errors import RunStateError, UsageError
+from runfolder.files import atomic_write_text, display, replaced_dir, short
 from runfolder.state import DuplicateGroups
 
 _SAFE_NAME = re.compile(r"^[\w\-. ]+$", re.UNICODE)
+# The longest path the tool makes inside a run folder: a temp copy of an audit file while prepare/ is replaced.
+_LONGEST_INSIDE = len("/.prepare.abcdefgh/audit_records/.00000000-0000-0000-0000-000000000000.csv.abcdefgh.tmp")
 
 
 def resolve_run_folder(name: str, work_dir: Path) -> Path:
@@ -40,7 +41,22 @@ def resolve_run_folder(name: str, work_dir: Path) -> Path:
     if any(not _SAFE_NAME.match(part) for part in path.relative_to(base).parts):
         raise UsageError(f"The folder name '{name}' has characters that are not allowed.",
                          "Use letters, digits, spaces, '-', '_' and '.'.")
+    _check_length(name, path)
     return path
+
+
+def _check_length(name: str, path: Path) -> None:
+    """Refuse a name the file system cannot hold, before anything is created in it."""
+    longest_part = max(len(part.encode("utf-8")) for part in path.parts)
+    try:
+        name_max = os.pathconf(path.anchor or "/", "PC_NAME_MAX")
+        path_max = os.pathconf(path.anchor or "/", "PC_PATH_MAX")
+    except (AttributeError, OSError, ValueError):  # Windows: no pathconf; its classic limit applies
+        name_max, path_max = 255, 260
+    if longest_part > name_max or len(str(path).encode("utf-8")) + _LONGEST_INSIDE > path_max:
+        raise UsageError(f"The folder name '{name[:60]}...' is too long for this file system "
+                         f"(a name may have {name_max} bytes, a whole path {path_max}).",
+                         "Type a shorter name, such as contact_merge_2026.")
 
 
 class RunFolder:
@@ -75,6 +91,18 @@ class RunFolder:
         return self.prepare_dir / "merges.csv"
 
     @property
+    def plan_path(self) -> Path:
+        return self.prepare_dir / "plan.jsonl"
+
+    @property
+    def review_page(self) -> Path:
+        return self.prepare_dir / "review.html"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / ".lock"
+
+    @property
     def update_dir(self) -> Path:
         return self.root / "update"
 
@@ -91,14 +119,11 @@ class RunFolder:
         return self.root / "resolver.log"
 
     def record_path(self, record_id: str) -> Path:
-        return self.record_data_dir / f"{record_id}.json"
+        return Path(f"{self.root}/group/record_data/{record_id}.json")  # (a string join: step 3 makes 100,000s)
 
     def display(self, path: Path) -> str:
-        """A path as the user should see it: relative to the working folder's run folder parent."""
-        try:
-            return str(path.relative_to(self.root.parent))
-        except ValueError:
-            return str(path)
+        """A path as the user should see it: relative to the working folder (the run folder's parent)."""
+        return display(path, self.root.parent)
 
     # -- JSON ------------------------------------------------------------------------------------
     def write_json(self, path: Path, data: Any, *, durable: bool = True) -> None:
@@ -112,7 +137,7 @@ class RunFolder:
         except FileNotFoundError:
             raise RunStateError(f"{self.display(path)} does not exist.", f"Run {made_by} first.", str(path)) from None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise RunStateError(f"{self.display(path)} is not valid JSON ({_short(exc)}).",
+            raise RunStateError(f"{self.display(path)} is not valid JSON ({short(exc)}).",
                                 f"Rerun {made_by} to write it again.", str(path)) from exc
         except OSError as exc:
             raise RunStateError(f"Cannot read {self.display(path)}: {exc.strerror}.", "", str(path)) from exc
@@ -121,9 +146,13 @@ class RunFolder:
         # Many small files: renamed into place (never half-written) but not fsync'd one by one.
         self.write_json(self.record_path(record_id), record, durable=False)
 
-    def read_record(self, record_id: str) -> dict[str, Any]:
+    def read_record(self, record_id: str, key: str = "") -> dict[str, Any]:
+        """One record file; it must hold that record (in its primary key `key` when given, else in any column)."""
         data = self.read_json(self.record_path(record_id), "step 2 (Group duplicates)")
-        if not isinstance(data, dict) or not any(type(v) is str and v.lower() == record_id for v in data.values()):
+        holds = isinstance(data, dict) and (
+            str(data.get(key) or "").lower() == record_id if key
+            else any(type(v) is str and v.lower() == record_id for v in data.values()))
+        if not holds:
             raise RunStateError(f"{self.display(self.record_path(record_id))} does not hold record {record_id}.",
                                 "Rerun step 2 (Group duplicates).", str(self.record_path(record_id)))
         return data
@@ -136,7 +165,7 @@ class RunFolder:
         try:
             return DuplicateGroups.from_json(data)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            what = f"missing {_short(exc)}" if isinstance(exc, KeyError) else _short(exc)
+            what = f"missing {short(exc)}" if isinstance(exc, KeyError) else short(exc)
             raise RunStateError(f"{self.display(self.duplicate_groups_path)} is damaged ({what}).",
                                 "Rerun step 2 (Group duplicates).", str(self.duplicate_groups_path)) from exc
 
@@ -162,43 +191,10 @@ class RunFolder:
                                         f"Rerun {made_by}, or restore the column.", str(path))
                 return list(reader)
         except (UnicodeDecodeError, csv.Error) as exc:
-            raise RunStateError(f"{self.display(path)} cannot be read as CSV ({_short(exc)}).",
+            raise RunStateError(f"{self.display(path)} cannot be read as CSV ({short(exc)}).",
                                 f"Rerun {made_by}.", str(path)) from exc
 
     # -- folders ---------------------------------------------------------------------------------
-    @contextmanager
-    def replace_dir(self, path: Path) -> Iterator[Path]:
-        """Yield a fresh temp folder; on success it replaces `path` (old content removed), else it is removed."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            yield tmp
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
-    """Write text to path via a temp file in the same folder (fsync'd when durable), then rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    def replace_dir(self, path: Path) -> AbstractContextManager[Path]:
+        """A fresh temp folder that replaces `path` when the block succeeds (see files.replaced_dir)."""
+        return replaced_dir(path)

@@ -3,15 +3,19 @@
 One `Journal` object writes the file; every line is one JSON object, flushed and fsync'd before the caller
 moves on, so after any crash the file tells what was sent and what came back. Events:
 
-- ``run_start`` / ``run_end``: one run of step 4 (settings, counts).
-- ``sending``: written *before* a Merge is posted (subordinate_id, target_id, group_id, attempt, ts).
-- ``result``: written after it (the MergeOutcome fields, plus ``verification`` and ``reason``); skips are
-  results with status ``skipped``.
-- ``list_add`` / ``list_remove``: marketing-list workaround steps, phase ``intent`` then ``done``.
+- ``run_start`` / ``run_end``: one run of step 4 (plan id, environment, settings, counts).
+- ``sending``: written *before* a Merge is posted (subordinate_id, target_id, group_id, attempt, environment).
+- ``result``: written after it (the MergeOutcome fields: status and reason_code as enum values, plus
+  ``verification`` and ``reason``, the sentence for people); skips are results with status ``skipped``.
+- ``list_add`` / ``list_remove``: marketing-list workaround steps, phase ``intent`` then ``done``;
+  ``list_restore`` (action ``add``/``remove``): the same lists put back after the merge failed.
 
 A ``sending`` with no ``result`` after it is a merge whose outcome is unknown; the merge step asks
-Dataverse before doing anything else with that subordinate. `merge_actions_made.json` is rebuilt from the
-journal (`build_actions`), one entry per subordinate with its final outcome.
+Dataverse before doing anything else with that subordinate. A merge counts as done for one target in one
+environment (an organization id): the same subordinate planned into another target, or in another
+environment, is not "done". `merge_actions_made.json` is rebuilt from the journal (`build_actions`), one
+entry per subordinate with its final outcome. The caller holds the run folder's lock (runfolder/lock.py)
+while it writes.
 """
 
 from __future__ import annotations
@@ -27,20 +31,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from errors import RunStateError
-
-# One merge run per folder at a time; the lock dies with the process (no stale lock files).
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-try:  # Windows
-    import msvcrt
-except ImportError:
-    msvcrt = None  # type: ignore[assignment]
+from runfolder.files import atomic_write_text
+from runfolder.state import MergeStatus
 
 log = logging.getLogger(__name__)
-
-DONE_STATUSES = frozenset({"merged", "already_merged"})
 
 
 def now_iso() -> str:
@@ -55,7 +49,6 @@ class Journal:
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh: IO[bytes] = open(path, "a+b")  # noqa: SIM115 - closed in close()
-        self._lock_file()
         self._repair_tail()
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
@@ -78,19 +71,6 @@ class Journal:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def _lock_file(self) -> None:
-        try:
-            if fcntl is not None:
-                fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            elif msvcrt is not None:  # pragma: no cover - Windows: lock the first byte (appends go past it)
-                self._fh.seek(0)
-                msvcrt.locking(self._fh.fileno(), msvcrt.LK_NBLCK, 1)
-                self._fh.seek(0, os.SEEK_END)
-        except OSError as exc:
-            self._fh.close()
-            raise RunStateError(f"Another merge run is using {self.path.parent.parent.name} right now.",
-                                "Wait for it to finish (or stop it), then run step 4 again.", str(self.path)) from exc
 
     def _repair_tail(self) -> None:
         """A process killed mid-write can leave half a line: drop it so the next line starts clean."""
@@ -139,7 +119,10 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
     while raw_lines and not raw_lines[-1].strip():
         raw_lines.pop()
     events: list[dict[str, Any]] = []
+    if raw_lines and raw_lines[0].startswith(b"\xef\xbb\xbf"):  # saved back by an editor: a BOM, CRLF
+        raw_lines[0] = raw_lines[0][3:]
     for number, raw in enumerate(raw_lines, start=1):
+        raw = raw.rstrip(b"\r")
         if not raw.strip():
             continue
         try:
@@ -165,6 +148,7 @@ class SubordinateHistory:
     subordinate_id: str
     target_id: str = ""
     group_id: str = ""
+    environment: str = ""          # the organization id it was last sent to ('' in journals before it was kept)
     sends: int = 0
     last_result: dict[str, Any] | None = None
     pending: bool = False          # a "sending" with no result after it: outcome unknown
@@ -172,8 +156,33 @@ class SubordinateHistory:
     list_steps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def status(self) -> MergeStatus | None:
+        """The last recorded outcome (None: never finished, or an unknown outcome pending)."""
+        if self.pending or self.last_result is None:
+            return None
+        try:
+            return MergeStatus(str(self.last_result.get("status")))
+        except ValueError:
+            return None
+
+    @property
     def done(self) -> bool:
-        return not self.pending and self.last_result is not None and self.last_result.get("status") in DONE_STATUSES
+        status = self.status
+        return status is not None and status.done
+
+    def done_into(self, target_id: str, environment: str) -> bool:
+        """Done, into that target, in that environment (an unrecorded environment matches: older journals)."""
+        same_env = not environment or not self.environment or self.environment == environment
+        return self.done and self.target_id == target_id and same_env
+
+    @property
+    def unrestored_list_moves(self) -> list[dict[str, Any]]:
+        """Marketing-list workaround moves done and not put back (they must be, unless the merge is done)."""
+        restored = {(s.get("list_id"), s.get("action")) for s in self.list_steps
+                    if s.get("event") == "list_restore" and s.get("phase") == "done"}
+        moves = [s for s in self.list_steps
+                 if s.get("event") in ("list_add", "list_remove") and s.get("phase") == "done"]
+        return [s for s in moves if (s.get("list_id"), _UNDO[str(s.get("event"))]) not in restored]
 
     @property
     def list_ids(self) -> list[str]:
@@ -191,6 +200,7 @@ def replay(events: Iterable[dict[str, Any]]) -> dict[str, SubordinateHistory]:
         h = history.get(sub) or history.setdefault(sub, SubordinateHistory(sub, first_ts=str(ev.get("ts", ""))))
         h.target_id = str(ev.get("target_id") or h.target_id).lower()
         h.group_id = str(ev.get("group_id") or h.group_id)
+        h.environment = str(ev.get("environment") or h.environment).lower()
         kind = ev.get("event")
         if kind == "sending":
             h.sends += 1
@@ -198,13 +208,16 @@ def replay(events: Iterable[dict[str, Any]]) -> dict[str, SubordinateHistory]:
         elif kind == "result":
             h.last_result = ev
             h.pending = False
-        elif kind in ("list_add", "list_remove"):
+        elif kind in ("list_add", "list_remove", "list_restore"):
             h.list_steps.append(ev)
     return history
 
 
-_ACTION_FIELDS = ("http_status", "error_code", "error_message", "failure_class", "hint", "started", "finished",
-                  "duration_ms")
+_UNDO = {"list_add": "remove", "list_remove": "add"}  # restoring a list step: the opposite membership change
+
+
+_ACTION_FIELDS = ("reason_code", "http_status", "error_code", "error_message", "failure_class", "hint", "started",
+                  "finished", "duration_ms", "environment")
 
 
 def build_actions(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -224,7 +237,8 @@ def build_actions(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         entry["verification"] = result.get("verification")
         if h.list_steps:
             entry["list_workaround"] = [
-                {k: s.get(k) for k in ("event", "phase", "list_id", "entity_id", "ts")} for s in h.list_steps
+                {k: s.get(k) for k in ("event", "action", "phase", "list_id", "entity_id", "ts") if s.get(k)}
+                for s in h.list_steps
             ]
         actions.append(entry)
     return actions
@@ -232,8 +246,6 @@ def build_actions(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write_actions(path: Path, events: list[dict[str, Any]], *, entity: str) -> dict[str, Any]:
     """Rewrite merge_actions_made.json atomically from the journal's events; returns the document."""
-    from runfolder.folder import atomic_write_text  # local: keeps this module importable on its own
-
     actions = build_actions(events)
     counts: dict[str, int] = {}
     for a in actions:

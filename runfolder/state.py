@@ -1,4 +1,5 @@
-"""Typed shapes of a run's state: what one step writes and the next reads (DESIGN.md section 1)."""
+"""Typed shapes of a run's state: what one step writes and the next reads (DESIGN.md sections 1 and 5), and
+the outcomes code decides on (enums: a message is rendered from them for people, never parsed)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from dataverse.environment import Environment
 from dataverse.odata import GUID
-
-MERGES_CSV_COLUMNS = [
-    "group_id", "order", "target_id", "subordinate_id", "preflight", "changed_fields", "update_content",
-    "target_modifiedon", "subordinate_modifiedon",
-]
 
 
 @dataclass(frozen=True)
@@ -33,6 +30,7 @@ class DuplicateGroups:
     pairs_read: int = 0
     capped: bool = False          # a job hit the service's 5000-duplicate cap
     created: str = ""
+    environment: Environment | None = None   # where the records were read (None: a file from before it was kept)
     job_ids: tuple[str, ...] = ()
     capped_jobs: tuple[str, ...] = ()   # the jobs that hit the cap (their results may be incomplete)
 
@@ -44,22 +42,24 @@ class DuplicateGroups:
         return {
             "job_id": self.job_id, "job_ids": list(self.all_job_ids), "entity": self.entity, "created": self.created,
             "pairs_read": self.pairs_read, "capped": self.capped, "capped_jobs": list(self.capped_jobs),
+            "environment": self.environment.to_json() if self.environment else None,
             "groups": [{"group_id": g.group_id, "records": list(g.record_ids)} for g in self.groups],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DuplicateGroups:
         """Raises KeyError/TypeError/ValueError on a malformed document (the caller names the file)."""
-        groups = [Group(_guid(g["group_id"]), tuple(_guid(r) for r in _list(g["records"]))) for g in data["groups"]]
+        groups = [Group(guid(g["group_id"]), tuple(guid(r) for r in _list(g["records"]))) for g in data["groups"]]
         return cls(
             job_id=str(data["job_id"]), entity=str(data["entity"]), groups=groups,
             pairs_read=int(data.get("pairs_read", 0)), capped=bool(data.get("capped", False)),
-            created=str(data.get("created", "")), job_ids=tuple(str(j) for j in data.get("job_ids") or ()),
+            created=str(data.get("created", "")), environment=Environment.from_json(data.get("environment")),
+            job_ids=tuple(str(j) for j in data.get("job_ids") or ()),
             capped_jobs=tuple(str(j) for j in data.get("capped_jobs") or ()),
         )
 
 
-def _guid(value: Any) -> str:
+def guid(value: Any) -> str:
     """A record id from a run file: a GUID, or the file is damaged (a path or anything else is refused)."""
     if not isinstance(value, str) or not GUID.fullmatch(value.strip().lower()):
         raise ValueError(f"a record id that is not a GUID: {str(value)[:60]!r}")
@@ -81,6 +81,38 @@ class Severity(StrEnum):
     WARN = "warn"
 
 
+@dataclass(frozen=True)
+class Finding:
+    """A pre-flight verdict on one planned merge: a code (planning.preflight), when it bites, and the
+    service's own wording of the refusal it predicts."""
+
+    code: str
+    severity: Severity
+    message: str
+
+
+@dataclass(frozen=True)
+class PlannedMerge:
+    """One merge of the plan (prepare/plan.jsonl; merges.csv shows it)."""
+
+    group_id: str
+    order: int
+    target_id: str
+    subordinate_id: str
+    update_content: dict[str, Any]
+    changed_fields: tuple[str, ...] = ()
+    preflight: tuple[Finding, ...] = ()
+    target_modifiedon: str | None = None
+    subordinate_modifiedon: str | None = None
+    target_name: str = ""
+    subordinate_name: str = ""
+
+    @property
+    def predicted_to_fail(self) -> bool:
+        """Dataverse will refuse it whatever step 4's settings (step 3 planned later merges without it)."""
+        return any(f.severity is Severity.FAIL for f in self.preflight)
+
+
 class MergeStatus(StrEnum):
     """A merge's outcome as the journal records it."""
 
@@ -94,29 +126,26 @@ class MergeStatus(StrEnum):
         return self in (MergeStatus.MERGED, MergeStatus.ALREADY_MERGED)
 
 
-@dataclass(frozen=True)
-class Finding:
-    """A pre-flight verdict on one planned merge: a code (planning.preflight.Check), when it bites, and
-    the service's own wording of the refusal it predicts."""
+class SkipReason(StrEnum):
+    """Why step 4 did not send a planned merge (the journal's `reason_code`)."""
 
-    code: str
-    severity: Severity
-    message: str
+    PREDICTED_FAILURE = "predicted_failure"            # pre-flight says Dataverse will refuse it
+    EARLIER_LEFT_OUT = "earlier_left_out"              # an earlier merge of its target was deleted from merges.csv
+    EARLIER_NOT_DONE = "earlier_not_done"              # an earlier merge of its target failed or was skipped
+    SUBORDINATE_GONE = "subordinate_gone"
+    SUBORDINATE_MERGED_ELSEWHERE = "subordinate_merged_elsewhere"
+    SUBORDINATE_INACTIVE = "subordinate_inactive"
+    TARGET_GONE = "target_gone"
+    TARGET_INACTIVE = "target_inactive"
+    SUBORDINATE_CHANGED = "subordinate_changed"        # modifiedon differs from step 3's (--check-modified)
+    TARGET_CHANGED = "target_changed"
+    NOT_SELECTED = "not_selected"                      # sent before with no answer; now out of merges.csv or the max
+    TOKEN_REFUSED = "token_refused"                    # Dataverse refused the sign-in: the run stopped
 
-
-@dataclass(frozen=True)
-class PlannedMerge:
-    """One row of prepare/merges.csv."""
-
-    group_id: str
-    order: int
-    target_id: str
-    subordinate_id: str
-    update_content: dict[str, Any]
-    changed_fields: tuple[str, ...] = ()
-    preflight: tuple[Finding, ...] = ()
-    target_modifiedon: str | None = None
-    subordinate_modifiedon: str | None = None
+    @property
+    def needs_prepare(self) -> bool:
+        """A skip that a fresh step 3 resolves (the records changed since it planned)."""
+        return self in (SkipReason.SUBORDINATE_CHANGED, SkipReason.TARGET_CHANGED)
 
 
 @dataclass
@@ -126,7 +155,8 @@ class MergeOutcome:
     subordinate_id: str
     target_id: str
     group_id: str
-    status: str                     # merged | failed | skipped | already_merged
+    status: MergeStatus
+    reason_code: str = ""           # a SkipReason, or a failure class for failures
     http_status: int | None = None
     error_code: str = ""
     error_message: str = ""
@@ -137,3 +167,4 @@ class MergeOutcome:
     duration_ms: float = 0.0
     update_content: dict[str, Any] = field(default_factory=dict)
     attempt: int = 1
+    environment: str = ""           # the organization id the merge was sent to

@@ -1,4 +1,4 @@
-"""What a run folder holds so far: groups, planned merges, and merges done (from the journal)."""
+"""What a run folder holds so far: groups, the plan, merges done (from the journal). Reads files only."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections import Counter
 from errors import RunStateError
 from runfolder.folder import RunFolder
 from runfolder.journal import read_journal, replay
+from runfolder.plan_file import read_plan
 
 
 def describe(run: RunFolder) -> list[str]:
@@ -16,15 +17,19 @@ def describe(run: RunFolder) -> list[str]:
     try:
         groups = run.read_duplicate_groups()
         size = sum(len(g.record_ids) for g in groups.groups)
+        where = f" in {groups.environment.describe()}" if groups.environment else ""
         jobs = groups.all_job_ids
         source = f"job {jobs[0]}" if len(jobs) == 1 else f"{len(jobs)} detection jobs"
-        lines.append(f"  step 2: {len(groups.groups)} groups, {size} records of {groups.entity} from {source}")
+        lines.append(f"  step 2: {len(groups.groups)} groups, {size} records of {groups.entity}{where} from {source}")
     except RunStateError as exc:
         lines.append(f"  step 2: {exc.message}")
-    if run.merges_csv.exists():
-        with run.merges_csv.open(encoding="utf-8-sig") as fh:
-            planned = max(0, sum(1 for _ in fh) - 1)
-        lines.append(f"  step 3: {planned} merges planned in {run.display(run.merges_csv)}")
+    if run.plan_path.exists():
+        try:
+            header = read_plan(run.plan_path).header
+            lines.append(f"  step 3: {header.merges} merges planned on {header.prepared_at} for "
+                         f"{header.environment.describe()} ({run.display(run.plan_path)})")
+        except RunStateError as exc:
+            lines.append(f"  step 3: {exc.message}")
     else:
         lines.append("  step 3: not run yet")
     lines.append(_journal_line(run))
@@ -39,6 +44,5 @@ def _journal_line(run: RunFolder) -> str:
         return f"  step 4: {exc.message}"
     if not history:
         return "  step 4: not run yet"
-    counts = Counter("unknown" if h.pending else str((h.last_result or {}).get("status", "unknown"))
-                     for h in history.values())
+    counts = Counter("unknown" if h.status is None else str(h.status) for h in history.values())
     return "  step 4: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))

@@ -1,16 +1,20 @@
 """Builds merge-step scenarios without step 3: contacts inserted straight into an emulator store, and a run
-folder whose prepare/merges.csv plans their merges. Used by the merge tests, the SIGKILL worker and the
-throughput benchmark."""
+folder whose plan (prepare/plan.jsonl, and its view merges.csv, written by the real writers) plans their
+merges against that emulator. Used by the merge tests, the SIGKILL worker and the throughput benchmark."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from auth import StaticTokenProvider
+from dataverse import DataverseClient, Environment
+from planning.preflight import severity_of
 from runfolder.folder import RunFolder
-from runfolder.state import MERGES_CSV_COLUMNS
+from runfolder.merges_csv import write_view
+from runfolder.plan_file import PlanHeader, write_plan
+from runfolder.state import Finding, PlannedMerge
 
 CONTACT = "Microsoft.Dynamics.CRM.contact"
 
@@ -41,25 +45,37 @@ def seed_groups(store: Any, groups: int, subs_per_group: int = 1, *, stamp: str 
     return planned
 
 
-def csv_rows(planned: list[Planned], *, preflight: dict[str, str] | None = None,
-             modifiedon: dict[str, str] | None = None) -> list[list[str]]:
-    """merges.csv rows for the plan; `preflight` and `modifiedon` are keyed by subordinate / record id."""
+def findings(text: str) -> tuple[Finding, ...]:
+    """'code: message | code: message' (as merges.csv shows them) -> findings with their severity."""
+    out = []
+    for part in (p.strip() for p in text.split(" | ") if p.strip() and p.strip() != "ok"):
+        code, _, message = part.partition(":")
+        out.append(Finding(code.strip(), severity_of(code.strip()), message.strip() or code.strip()))
+    return tuple(out)
+
+
+def planned_merges(planned: list[Planned], *, preflight: dict[str, str] | None = None,
+                   modifiedon: dict[str, str] | None = None) -> list[PlannedMerge]:
+    """The plan's merges; `preflight` and `modifiedon` are keyed by subordinate / record id."""
     preflight, modifiedon = preflight or {}, modifiedon or {}
-    rows = []
-    for p in planned:
-        cells = {
-            "group_id": p.group_id, "order": str(p.order), "target_id": p.target_id,
-            "subordinate_id": p.subordinate_id, "preflight": preflight.get(p.subordinate_id, "ok"),
-            "changed_fields": ";".join(k for k in p.update_content if not k.startswith("@")),
-            "update_content": json.dumps(p.update_content), "target_modifiedon": modifiedon.get(p.target_id, ""),
-            "subordinate_modifiedon": modifiedon.get(p.subordinate_id, ""),
-        }
-        rows.append([cells[c] for c in MERGES_CSV_COLUMNS])
-    return rows
+    return [PlannedMerge(
+        group_id=p.group_id, order=p.order, target_id=p.target_id, subordinate_id=p.subordinate_id,
+        update_content=p.update_content, changed_fields=tuple(k for k in p.update_content if not k.startswith("@")),
+        preflight=findings(preflight.get(p.subordinate_id, "ok")), target_modifiedon=modifiedon.get(p.target_id),
+        subordinate_modifiedon=modifiedon.get(p.subordinate_id), target_name=f"target {p.target_id[:8]}",
+        subordinate_name=f"subordinate {p.subordinate_id[:8]}") for p in planned]
 
 
-def make_run(root: Path, planned: list[Planned], **kw: Any) -> RunFolder:
-    """A run folder at `root` whose merges.csv plans `planned`."""
+def environment_of(url: str) -> Environment:
+    """What the emulator at `url` says it is (WhoAmI), as step 3 records it."""
+    with DataverseClient(url, StaticTokenProvider("t")) as client:
+        return client.environment()
+
+
+def make_run(root: Path, url: str, planned: list[Planned], *, entity: str = "contact", **kw: Any) -> RunFolder:
+    """A run folder at `root` whose plan (for the emulator at `url`) merges `planned`, all selected."""
     run = RunFolder(root)
-    run.write_csv(run.merges_csv, MERGES_CSV_COLUMNS, csv_rows(planned, **kw), bom=True)
+    merges = planned_merges(planned, **kw)
+    write_plan(run.plan_path, PlanHeader.new(entity, environment_of(url), "oldest_record"), merges)
+    write_view(run.merges_csv, merges)
     return run

@@ -1,6 +1,7 @@
 """Runs step 4 once against a running emulator: the subprocess the SIGKILL test kills and restarts.
 
-Usage: python tests/merge_worker.py ENVIRONMENT_URL RUN_FOLDER [WORKERS]. Prints the counts as JSON.
+Usage: python -m tests.merge_worker ENVIRONMENT_URL RUN_FOLDER [WORKERS] (from the repository root). Prints
+the counts as JSON.
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import merge_duplicates as md  # noqa: E402
-from auth import StaticTokenProvider  # noqa: E402
-from dataverse import ClientSettings, DataverseClient  # noqa: E402
-from runfolder.folder import RunFolder  # noqa: E402
+import merge_duplicates as md
+from auth import StaticTokenProvider
+from dataverse import ClientSettings, DataverseClient
+from runfolder.folder import RunFolder
 
 
 def main(argv: list[str]) -> int:
@@ -25,7 +24,7 @@ def main(argv: list[str]) -> int:
     settings = md.MergeSettings(entity="contact", workers=workers)
     run = RunFolder(folder)
     with DataverseClient(url, StaticTokenProvider("t"), ClientSettings(backoff_base=0.05)) as client:
-        result = md.run(client, run, md.load_plan(run, settings), settings)
+        result = md.run(client, run, md.load(client, run, settings), settings)
     print(json.dumps(result.counts()))
     return 0
 

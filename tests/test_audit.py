@@ -1,10 +1,9 @@
-"""audit: the four-row audit CSVs (columns, BOM, neutralised cells), the writer, and merges.csv's exact rows."""
+"""planning/audit_files.py: the four-row audit CSVs (columns, BOM, neutralised cells) and their writer."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import multiprocessing
 import os
 import random
@@ -23,12 +22,8 @@ from planning.audit_files import (
     audit_file_name,
     audit_table,
     cell,
-    merges_row,
     neutralise,
-    preflight_text,
 )
-from runfolder.folder import RunFolder
-from runfolder.state import MERGES_CSV_COLUMNS, Finding, PlannedMerge
 
 SUB = "00000000-0000-0000-0000-0000000000b2"
 FIRST = ["contactid", "fullname"]
@@ -127,35 +122,6 @@ def test_writer_raises_a_write_error(tmp_path: Path, parallel_from: int) -> None
     (tmp_path / "audit" / f"{SUB}.csv").mkdir(parents=True)  # a folder where the file should go
     with pytest.raises(OSError), AuditWriter(tmp_path / "audit", parallel_from=parallel_from) as writer:
         writer.add(rows())
-
-
-def test_preflight_text() -> None:
-    assert preflight_text(()) == "ok"
-    findings = (Finding("parent_lost", "fail_if_parenting", "Merge warning: sub-entity might lose parenting."),
-                Finding("active_quote", "fail", "Merge cannot be performed on sub-entity that has active quote."))
-    assert preflight_text(findings) == ("parent_lost: Merge warning: sub-entity might lose parenting. | "
-                                        "active_quote: Merge cannot be performed on sub-entity that has active quote.")
-
-
-def test_merges_csv_keeps_values_exact(tmp_path: Path) -> None:
-    update = {"@odata.type": "Microsoft.Dynamics.CRM.contact", "telephone2": "+44 20 7946 0000",
-              "description": "=cmd|' /C calc'!A0", "lastname": "Zoë \"the\" O'Neil",
-              "parentcustomerid_account@odata.bind": "/accounts(00000000-0000-0000-0000-0000000000c3)"}
-    merge = PlannedMerge(group_id="g", order=2, target_id="t", subordinate_id=SUB, update_content=update,
-                         changed_fields=("telephone2", "description", "lastname", "parentcustomerid"),
-                         preflight=(Finding("marketing_list", "fail_if_marketing_plugin", "in 1 list"),),
-                         target_modifiedon="2024-01-01T00:00:00Z", subordinate_modifiedon=None)
-    row = merges_row(merge)
-    assert len(row) == len(MERGES_CSV_COLUMNS)
-    run = RunFolder(tmp_path)
-    run.write_csv(run.merges_csv, MERGES_CSV_COLUMNS, [row])
-    (back,) = run.read_csv(run.merges_csv, MERGES_CSV_COLUMNS, "step 3")
-    assert json.loads(back["update_content"]) == update          # exact: no quote prefix, no changes
-    assert back["changed_fields"] == "telephone2;description;lastname;parentcustomerid"
-    assert back["preflight"] == "marketing_list: in 1 list"
-    assert back["order"] == "2" and back["subordinate_modifiedon"] == ""
-    assert back["target_modifiedon"] == "2024-01-01T00:00:00Z"
-    assert not run.merges_csv.read_bytes().startswith("\ufeff".encode())
 
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")

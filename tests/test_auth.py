@@ -340,3 +340,14 @@ def test_access_token_with_a_line_break_is_refused_without_echoing_it(tmp_path: 
     with pytest.raises(ConfigError) as info:
         load_config(env, environ={"ACCESS_TOKEN": "eyJabc\ndef-secret-part"})
     assert "line breaks" in str(info.value) and "secret-part" not in str(info.value)
+
+
+def test_an_environment_uri_with_a_page_names_the_fix(tmp_path: Path) -> None:
+    uri = "https://contoso.crm11.dynamics.com/main.aspx?appid=1"
+    with pytest.raises(ConfigError):  # the query alone is refused already
+        load_config(write_env(tmp_path, f"TENANT_ID={TENANT}\nENVIRONMENT_URI={uri}\n"), environ={})
+    with pytest.raises(ConfigError) as info:
+        load_config(write_env(tmp_path, f"TENANT_ID={TENANT}\nENVIRONMENT_URI=https://contoso.crm11.dynamics.com"
+                                        "/main.aspx\n"), environ={})
+    assert "not a page in it" in str(info.value) and "ENVIRONMENT_URI=https://contoso.crm11.dynamics.com/" in str(
+        info.value)

@@ -435,3 +435,37 @@ def test_validate_guid() -> None:
     for bad in ("", "not-a-guid", guid + "0", guid.replace("-", ""), "{" + guid[:-1] + "g}"):
         with pytest.raises(UsageError):
             validate_guid(bad)
+
+
+def test_a_next_link_whose_host_differs_only_in_case_is_followed(server: ScriptServer, tokens: RecordingTokens) -> None:
+    with DataverseClient(f"http://localhost:{server.port}/", tokens, FAST) as c:
+        link = f"http://LocalHost:{server.port}/api/data/v9.2/contacts?$skiptoken=2"
+        server.script((200, {}, {"value": [{"a": 1}], "@odata.nextLink": link}), (200, {}, {"value": [{"a": 2}]}))
+        assert [r["a"] for r in c.get_all("contacts")] == [1, 2]
+    assert server.received[1].path == "/api/data/v9.2/contacts?$skiptoken=2"
+
+
+@pytest.mark.parametrize(("uri", "expected"), [
+    ("HTTPS://Contoso.CRM.dynamics.com:443", "https://contoso.crm.dynamics.com/"),
+    ("https://contoso.crm.dynamics.com/", "https://contoso.crm.dynamics.com/"),
+    ("http://127.0.0.1:80/", "http://127.0.0.1/"),
+    ("http://127.0.0.1:8080", "http://127.0.0.1:8080/"),
+])
+def test_environment_addresses_compare_without_case_or_default_port(uri: str, expected: str) -> None:
+    from dataverse.environment import normalize_uri
+
+    assert normalize_uri(uri) == expected
+
+
+def test_a_token_that_cannot_be_renewed_is_refused_once_then_never_sent_again(server: ScriptServer) -> None:
+    from auth import StaticTokenProvider
+    from errors import TokenRefusedError
+
+    server.script((401, {"WWW-Authenticate": "Bearer authorization_uri=https://login.example/"}, None))
+    with DataverseClient(server.url, StaticTokenProvider("dead"), FAST) as c:
+        with pytest.raises(TokenRefusedError, match="could not be renewed") as info:
+            c.get("WhoAmI")
+        assert "ACCESS_TOKEN" in info.value.hint
+        with pytest.raises(TokenRefusedError):
+            c.post("Merge", {"x": 1})
+    assert len(server.received) == 1     # the Merge was never sent with the refused token

@@ -123,3 +123,24 @@ def test_duplicate_groups_files_with_one_job_id_still_read() -> None:
     new = DuplicateGroups("j1", "contact", [], job_ids=("j1", "j2"), capped_jobs=("j2",))
     back = DuplicateGroups.from_json(new.to_json())
     assert back.all_job_ids == ("j1", "j2") and back.capped_jobs == ("j2",) and back.to_json()["job_id"] == "j1"
+
+
+def test_a_detection_job_whose_answer_was_lost_is_started_again() -> None:
+    """BulkDetectDuplicates changes no records: when its answer is lost, sending it again is safe."""
+    import create_detection_job as detect
+    from auth import StaticTokenProvider
+    from dataverse import ClientSettings
+
+    try:
+        from script_server import DROP, ScriptServer
+    except ImportError:  # pragma: no cover
+        from tests.script_server import DROP, ScriptServer
+    server = ScriptServer()
+    try:
+        server.script(DROP, (200, {}, {"JobId": "00000000-0000-0000-0000-0000000000aa"}))
+        with DataverseClient(server.url, StaticTokenProvider("t"), ClientSettings(backoff_base=0.01)) as client:
+            assert detect.start_job(client, "contact", {"EntityName": "contact"}, "job") == \
+                "00000000-0000-0000-0000-0000000000aa"
+        assert [r.path for r in server.received] == ["/api/data/v9.2/BulkDetectDuplicates"] * 2
+    finally:
+        server.close()

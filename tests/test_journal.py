@@ -10,6 +10,7 @@ import pytest
 
 from errors import RunStateError
 from runfolder.journal import Journal, build_actions, read_journal, replay, write_actions
+from runfolder.lock import RunLock
 
 SUB, SUB2, TGT = "00000000-0000-0000-0000-000000000002", "00000000-0000-0000-0000-000000000003", \
     "00000000-0000-0000-0000-000000000001"
@@ -65,10 +66,25 @@ def test_corrupted_middle_line_names_file_and_line(tmp_path: Path) -> None:
     assert "line 2" in str(info.value) and "journal.jsonl" in str(info.value)
 
 
-def test_second_writer_on_the_same_folder_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "update" / "journal.jsonl"
-    with Journal(path), pytest.raises(RunStateError, match="Another merge run"):
-        Journal(path)
+def test_a_second_step_on_the_same_folder_is_refused_and_named(tmp_path: Path) -> None:
+    lock = tmp_path / "run" / ".lock"
+    with RunLock(lock, "step 4 (Merge duplicates)"):
+        with pytest.raises(RunStateError, match=r"step 4 \(Merge duplicates\) \(process \d+\) is using"):
+            with RunLock(lock, "step 3 (Prepare duplicates)"):
+                pass
+    with RunLock(lock, "step 3 (Prepare duplicates)"):  # free again once the first step ended
+        pass
+
+
+def test_a_journal_saved_back_with_bom_and_crlf_reads_the_same(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    with Journal(path) as j:
+        j.append("sending", subordinate_id="s1", target_id="t1", attempt=1)
+        j.append("result", subordinate_id="s1", target_id="t1", status="merged")
+    events = read_journal(path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n"))  # as an editor saves it
+    assert read_journal(path) == events
+    assert replay(read_journal(path))["s1"].done
 
 
 def test_appends_from_many_threads_never_interleave(tmp_path: Path) -> None:

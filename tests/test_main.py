@@ -179,7 +179,7 @@ def test_bad_input_at_every_prompt_gets_a_message_and_the_prompt_again(work: Pat
     ])
     assert code == 0 and "Traceback" not in out, out
     assert "duplicate_groups.json does not exist" in out and "step 2" in out
-    assert "merges.csv does not exist" in out
+    assert "plan.jsonl does not exist" in out
     assert "is not a positive number" in out and "is not a whole number" in out
     assert "is not a record id" in out and "There is no system job" in out
     assert "There is no view named" in out
@@ -259,3 +259,16 @@ def test_a_table_without_a_published_rule_starts_no_job(work: Path, org: Emulato
 def test_status_reads_the_run_folder_without_signing_in(tmp_path: Path) -> None:
     code, out = drive(tmp_path, [], ["status", "--folder", "nothing_yet"])     # no .env here at all
     assert code == 0 and "start with step 2" in out and "Signing in" not in out
+
+
+def test_two_views_with_one_name_are_asked_about_or_chosen_by_id(work: Path, org: EmulatorHandle) -> None:
+    fetch = org.store.find("savedquery", lambda r: r["name"] == VIEW)[0]["fetchxml"]
+    twin = org.store.insert("savedquery", {"name": VIEW, "returnedtypecode": "contact", "fetchxml": fetch,
+                                           "querytype": 0})
+    code, out = drive(work, [], ["detect", "--entity", "contact", "--view", VIEW])
+    assert code == 2 and "2 views are named" in out and twin in out and "--view-id" in out, out
+    code, out = drive(work, [], ["detect", "--entity", "contact", "--view", VIEW, "--view-id", twin])
+    assert code == 0 and "Started duplicate detection job" in out, out
+    code, out = drive(work, ["1", "contact", VIEW, "9", "2", "n", "0"])       # the menu lists them and asks
+    assert code == 0 and "Which one?" in out and "not one of the numbers" in out, out
+    assert "Started duplicate detection job" in out

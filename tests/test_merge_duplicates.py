@@ -16,7 +16,6 @@ from auth import StaticTokenProvider
 from dataverse import ClientSettings, DataverseClient
 from dataverse_emulator import EmulatorHandle
 from dataverse_emulator.store import Ref
-from errors import RunStateError
 from runfolder.folder import RunFolder
 from runfolder.journal import Journal, read_journal
 
@@ -35,7 +34,8 @@ def client_for(handle: EmulatorHandle, cls: type[DataverseClient] = DataverseCli
 def merge(handle: EmulatorHandle, run: RunFolder, client: DataverseClient | None = None,
           **kw: Any) -> md.MergeResult:
     settings = md.MergeSettings(entity="contact", **kw)
-    return md.run(client or client_for(handle), run, md.load_plan(run, settings), settings)
+    client = client or client_for(handle)
+    return md.run(client, run, md.load(client, run, settings), settings)
 
 
 def actions(run: RunFolder) -> dict[str, dict[str, Any]]:
@@ -53,7 +53,7 @@ def assert_merged(handle: EmulatorHandle, p: Planned) -> None:
 
 def test_normal_run_merges_everything_once(dv: EmulatorHandle, tmp_path: Path) -> None:
     planned = seed_groups(dv.store, 10, 3)
-    run = make_run(tmp_path / "run", planned)
+    run = make_run(tmp_path / "run", dv.url, planned)
     result = merge(dv, run)
     assert (result.merged, result.failed, result.skipped) == (30, 0, 0)
     for p in planned:
@@ -72,10 +72,10 @@ def test_normal_run_merges_everything_once(dv: EmulatorHandle, tmp_path: Path) -
 
 def test_rerun_skips_what_is_done_and_says_how_many(dv: EmulatorHandle, tmp_path: Path) -> None:
     planned = seed_groups(dv.store, 12, 1)
-    run = make_run(tmp_path / "run", planned)
+    run = make_run(tmp_path / "run", dv.url, planned)
     assert merge(dv, run, max_merges=5).merged == 5
     settings = md.MergeSettings(entity="contact")
-    plan = md.load_plan(run, settings)
+    plan = md.load(client_for(dv), run, settings)
     assert plan.already_done == 5 and len(plan.to_run) == 7
     assert any("5 already done" in line for line in plan.summary_lines())
     result = md.run(client_for(dv), run, plan, settings)
@@ -98,13 +98,13 @@ def _merge_directly(client: DataverseClient, target: str, sub: str) -> None:
 def test_unknown_outcomes_are_resolved_by_asking_dataverse(dv: EmulatorHandle, tmp_path: Path) -> None:
     took, lost, elsewhere = seed_groups(dv.store, 3, 1)
     other = dv.store.insert("contact", {"lastname": "Other"})
-    run = make_run(tmp_path / "run", [took, lost, elsewhere])
+    run = make_run(tmp_path / "run", dv.url, [took, lost, elsewhere])
     client = client_for(dv)
     _merge_directly(client, took.target_id, took.subordinate_id)  # the earlier Merge took effect
     _merge_directly(client, other, elsewhere.subordinate_id)      # someone merged it elsewhere
     for p in (took, lost, elsewhere):
         _sending(run, p)  # killed after sending: no result recorded
-    plan = md.load_plan(run, md.MergeSettings(entity="contact"))
+    plan = md.load(client_for(dv), run, md.MergeSettings(entity="contact"))
     assert len(plan.unknown_outcomes) == 3 and any("no answer recorded" in s for s in plan.summary_lines())
     result = merge(dv, run)
     acts = actions(run)
@@ -114,13 +114,14 @@ def test_unknown_outcomes_are_resolved_by_asking_dataverse(dv: EmulatorHandle, t
     assert_merged(dv, lost)
     assert acts[elsewhere.subordinate_id]["status"] == "failed"
     assert "another record" in acts[elsewhere.subordinate_id]["error_message"]
+    assert acts[elsewhere.subordinate_id]["failure_class"] == "merged_elsewhere"
     assert dv.store.counters.merge_attempts[elsewhere.subordinate_id] == 1
     assert (result.merged, result.already_merged, result.failed) == (1, 1, 1)
 
 
 def test_drift_is_skipped_with_reasons(dv: EmulatorHandle, tmp_path: Path) -> None:
     inactive_sub, gone_target, inactive_target, done_before, fine = seed_groups(dv.store, 5, 1)
-    run = make_run(tmp_path / "run", [inactive_sub, gone_target, inactive_target, done_before, fine])
+    run = make_run(tmp_path / "run", dv.url, [inactive_sub, gone_target, inactive_target, done_before, fine])
     dv.store.update("contact", inactive_sub.subordinate_id, {"statecode": 1, "statuscode": 2})
     dv.store.delete("contact", gone_target.target_id)
     dv.store.update("contact", inactive_target.target_id, {"statecode": 1, "statuscode": 2})
@@ -142,7 +143,7 @@ def test_changed_since_prepare_is_skipped_and_listed(dv: EmulatorHandle, tmp_pat
                      seed_groups(dv.store, 1, 1, prefix="x")[0].subordinate_id, 2, changed_target_a.update_content)
     plan = [changed_sub, changed_target_a, second, fine]
     stamps = {i: dv.store.get("contact", i)["modifiedon"] for p in plan for i in (p.target_id, p.subordinate_id)}
-    run = make_run(tmp_path / "run", plan, modifiedon=stamps)
+    run = make_run(tmp_path / "run", dv.url, plan, modifiedon=stamps)
     dv.store.update("contact", changed_sub.subordinate_id, {"jobtitle": "edited", "modifiedon": "2025-02-02T00:00:00Z"})
     dv.store.update("contact", changed_target_a.target_id, {"jobtitle": "edited", "modifiedon": "2025-02-02T00:00:00Z"})
     result = merge(dv, run, check_modified=True)
@@ -156,18 +157,18 @@ def test_predicted_failures_are_skipped_with_the_reason(dv: EmulatorHandle, tmp_
     verdicts = {quote.subordinate_id: "active_quote: the subordinate has an active quote",
                 parent.subordinate_id: "parenting_differs: different parent accounts",
                 listed.subordinate_id: "marketing_list: member of 1 static marketing list"}
-    run = make_run(tmp_path / "run", [quote, parent, listed, fine], preflight=verdicts)
-    plan = md.load_plan(run, md.MergeSettings(entity="contact"))
-    assert [r.subordinate_id for r, _ in plan.to_skip] == [quote.subordinate_id, parent.subordinate_id]
+    run = make_run(tmp_path / "run", dv.url, [quote, parent, listed, fine], preflight=verdicts)
+    plan = md.load(client_for(dv), run, md.MergeSettings(entity="contact"))
+    assert [s.merge.subordinate_id for s in plan.skips] == [quote.subordinate_id, parent.subordinate_id]
     result = merge(dv, run)
     acts = actions(run)
     assert acts[quote.subordinate_id]["status"] == "skipped"
     assert "active quote" in acts[quote.subordinate_id]["error_message"]
     assert dv.store.counters.merge_attempts[quote.subordinate_id] == 0
     assert (result.merged, result.skipped) == (2, 2)  # marketing_list is tried: no plugin assumed
-    no_checks = md.load_plan(run, md.MergeSettings(entity="contact", parenting_checks=False))
+    no_checks = md.load(client_for(dv), run, md.MergeSettings(entity="contact", parenting_checks=False))
     assert [r.subordinate_id for r in no_checks.to_run] == [parent.subordinate_id]  # quote still skipped
-    plugin = md.load_plan(run, md.MergeSettings(entity="contact", assume_marketing_plugin=True))
+    plugin = md.load(client_for(dv), run, md.MergeSettings(entity="contact", assume_marketing_plugin=True))
     assert listed.subordinate_id not in {r.subordinate_id for r in plugin.to_run}
 
 
@@ -180,7 +181,7 @@ def test_failures_are_classified(make_emulator: Callable[..., EmulatorHandle], t
     denied = Planned(target, target, no_privilege, 1, {"@odata.type": CONTACT})
     dv.store.insert("quote", {"name": "Q", "customerid": Ref("contact", quoted.subordinate_id),
                               "statecode": 1, "statuscode": 2})
-    run = make_run(tmp_path / "run", [denied, quoted, fine])
+    run = make_run(tmp_path / "run", dv.url, [denied, quoted, fine])
     result = merge(dv, run)
     acts = actions(run)
     assert (result.merged, result.failed) == (1, 2)
@@ -196,7 +197,7 @@ def test_failures_are_classified(make_emulator: Callable[..., EmulatorHandle], t
 
 def test_merges_into_one_target_keep_plan_order(dv: EmulatorHandle, tmp_path: Path) -> None:
     planned = seed_groups(dv.store, 8, 6)
-    run = make_run(tmp_path / "run", list(reversed(planned)))  # file order must not matter, `order` does
+    run = make_run(tmp_path / "run", dv.url, list(reversed(planned)))  # file order must not matter, `order` does
     merge(dv, run, workers=8)
     sent: dict[str, list[str]] = {}
     for ev in read_journal(run.journal_path):
@@ -221,7 +222,7 @@ class _TamperingClient(DataverseClient):
 
 def test_verification_reports_mismatches(dv: EmulatorHandle, tmp_path: Path) -> None:
     planned = seed_groups(dv.store, 3, 1)
-    run = make_run(tmp_path / "run", planned)
+    run = make_run(tmp_path / "run", dv.url, planned)
     client = client_for(dv, _TamperingClient)
     client.store = dv.store
     result = merge(dv, run, client=client)
@@ -236,7 +237,7 @@ def test_lookup_binds_are_verified_through_their_value_column(dv: EmulatorHandle
     account = dv.store.insert("account", {"name": "Contoso"})
     (p,) = seed_groups(dv.store, 1, 1)
     content = {**p.update_content, "parentcustomerid_account@odata.bind": f"/accounts({account})"}
-    run = make_run(tmp_path / "run", [Planned(p.group_id, p.target_id, p.subordinate_id, 1, content)])
+    run = make_run(tmp_path / "run", dv.url, [Planned(p.group_id, p.target_id, p.subordinate_id, 1, content)])
     result = merge(dv, run, parenting_checks=False)
     assert result.merged == 1 and result.verified == 1 and result.mismatches == []
 
@@ -245,7 +246,7 @@ def test_ctrl_c_writes_results_and_a_rerun_finishes(make_emulator: Callable[...,
                                                    tmp_path: Path) -> None:
     dv = make_emulator("empty", merge_ms=30)  # slow enough that progress is reported mid-run
     planned = seed_groups(dv.store, 60, 1)
-    run = make_run(tmp_path / "run", planned)
+    run = make_run(tmp_path / "run", dv.url, planned)
     settings = md.MergeSettings(entity="contact", workers=2)
 
     def interrupt(progress: md.Progress) -> None:
@@ -253,7 +254,7 @@ def test_ctrl_c_writes_results_and_a_rerun_finishes(make_emulator: Callable[...,
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        md.run(client_for(dv), run, md.load_plan(run, settings), settings, on_progress=interrupt)
+        md.run(client_for(dv), run, md.load(client_for(dv), run, settings), settings, on_progress=interrupt)
     done = [a for a in actions(run).values() if a["status"] == "merged"]
     assert 5 <= len(done) < 60 and read_journal(run.journal_path)[-1]["ending"] == "interrupted"
     result = merge(dv, run)
@@ -272,7 +273,7 @@ def test_marketing_workaround_moves_memberships(make_emulator: Callable[..., Emu
         dv.store.insert("listmember", {"listid": Ref("list", lid), "entityid": Ref("contact", p.subordinate_id)})
     dv.store.insert("listmember", {"listid": Ref("list", lists[0]), "entityid": Ref("contact", p.target_id)})
     verdict = {p.subordinate_id: "marketing_list: member of 2 static marketing lists"} if flagged else {}
-    run = make_run(tmp_path / "run", [p], preflight=verdict)
+    run = make_run(tmp_path / "run", dv.url, [p], preflight=verdict)
     assert merge(dv, run).failed == 1  # the plugin blocks it without the workaround
     result = merge(dv, run, marketing_workaround=True, assume_marketing_plugin=True)
     assert result.merged == 1
@@ -285,35 +286,6 @@ def test_marketing_workaround_moves_memberships(make_emulator: Callable[..., Emu
                                                                        ("list_remove", "done")] * 2
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda rows: rows, "does not exist"),
-    (lambda rows: [r[:-1] for r in rows], "no column subordinate_modifiedon"),
-    (lambda rows: [rows[0], [*rows[1][:6], "{not json", *rows[1][7:]]], "row 3: update_content is not valid JSON"),
-    (lambda rows: [rows[0], [*rows[1][:3], "not-a-guid", *rows[1][4:]]], "row 3: subordinate_id"),
-    (lambda rows: [rows[0], [*rows[1][:6], json.dumps({"@odata.type": "Microsoft.Dynamics.CRM.account"}),
-                             *rows[1][7:]]], "row 3: update_content is for 'account'"),
-    (lambda rows: [rows[0], rows[1], rows[1]], "rows 3 and 4 both merge"),
-    (lambda rows: [rows[0], [*rows[1][:1], "1e400", *rows[1][2:]]], "row 3: order"),
-    (lambda rows: [rows[0], [*rows[1][:6], json.dumps({"_parentcustomerid_value": "x"}), *rows[1][7:]]],
-     "row 3: update_content sets _parentcustomerid_value"),
-])
-def test_bad_merges_csv_names_the_row(tmp_path: Path, edit: Callable[[list[list[str]]], list[list[str]]],
-                                      message: str) -> None:
-    from merge_fixtures import csv_rows
-
-    from runfolder.state import MERGES_CSV_COLUMNS
-    run = RunFolder(tmp_path / "run")
-    planned = [Planned(f"{i:08d}-0000-0000-0000-000000000000", f"{i:08d}-0000-0000-0000-000000000000",
-                       f"{i:08d}-0000-0000-0000-000000000001", 1, {"@odata.type": CONTACT}) for i in range(2)]
-    rows = edit(csv_rows(planned))
-    if "does not exist" not in message:
-        header = MERGES_CSV_COLUMNS if len(rows[0]) == len(MERGES_CSV_COLUMNS) else MERGES_CSV_COLUMNS[:-1]
-        run.write_csv(run.merges_csv, header, rows)
-    with pytest.raises(RunStateError) as info:
-        md.load_plan(run, md.MergeSettings(entity="contact"))
-    assert message in str(info.value) and ("merges.csv" in str(info.value) or "step 3" in str(info.value))
-
-
 def test_a_half_done_workaround_is_finished_by_a_rerun(make_emulator: Callable[..., EmulatorHandle],
                                                        tmp_path: Path) -> None:
     dv = make_emulator("empty", faults="marketing-plugin")
@@ -323,7 +295,7 @@ def test_a_half_done_workaround_is_finished_by_a_rerun(make_emulator: Callable[.
     for lid in (first, second):
         dv.store.insert("listmember", {"listid": Ref("list", lid), "entityid": Ref("contact", p.target_id)})
     dv.store.insert("listmember", {"listid": Ref("list", second), "entityid": Ref("contact", p.subordinate_id)})
-    run = make_run(tmp_path / "run", [p], preflight={p.subordinate_id: "marketing_list: in 2 lists"})
+    run = make_run(tmp_path / "run", dv.url, [p], preflight={p.subordinate_id: "marketing_list: in 2 lists"})
     ids = {"subordinate_id": p.subordinate_id, "target_id": p.target_id, "group_id": p.group_id}
     with Journal(run.journal_path) as j:
         for lid in (first, second):
@@ -347,7 +319,7 @@ def test_a_failed_merge_stops_the_rest_of_its_targets_chain(make_emulator: Calla
     blocker = planned[1]                             # the second merge into the first target
     dv.store.insert("quote", {"name": "Q", "customerid": Ref("contact", blocker.subordinate_id),
                               "statecode": 1, "statuscode": 2})
-    run = make_run(tmp_path / "run", planned)
+    run = make_run(tmp_path / "run", dv.url, planned)
     result = merge(dv, run, workers=4)
     acts = actions(run)
     assert acts[planned[0].subordinate_id]["status"] == "merged"
@@ -368,7 +340,7 @@ def test_a_timed_out_merge_still_running_on_the_server_is_not_sent_again(
         make_emulator: Callable[..., EmulatorHandle], tmp_path: Path) -> None:
     dv = make_emulator("empty", merge_ms=1500)          # the server takes longer than the client waits
     planned = seed_groups(dv.store, 1, 1)
-    run = make_run(tmp_path / "run", planned)
+    run = make_run(tmp_path / "run", dv.url, planned)
     client = DataverseClient(dv.url, StaticTokenProvider("t"), ClientSettings(read_timeout=0.5, backoff_base=0.01))
     result = merge(dv, run, client)
     assert result.already_merged == 1 and result.failed == 0

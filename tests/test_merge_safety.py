@@ -25,7 +25,7 @@ from runfolder.folder import RunFolder
 from runfolder.journal import read_journal, replay
 
 REPO = Path(__file__).resolve().parent.parent
-WORKER = Path(__file__).resolve().parent / "merge_worker.py"
+WORKER = "tests.merge_worker"   # run as a module from the repository root: no sys.path edits
 
 
 def _lines(path: Path) -> int:
@@ -52,11 +52,11 @@ def _assert_all_done_once(dv: EmulatorHandle, run: RunFolder, planned: list) -> 
 def test_sigkill_at_random_points_then_rerun(make_emulator: Callable[..., EmulatorHandle], tmp_path: Path) -> None:
     dv = make_emulator("empty", merge_ms=20)
     planned = seed_groups(dv.store, 50, 3)  # 150 merges, chains of 3
-    run = make_run(tmp_path / "run", planned)
+    run = make_run(tmp_path / "run", dv.url, planned)
     rng = random.Random(20240601)
     kills = 0
     for _ in range(5):
-        proc = subprocess.Popen([sys.executable, str(WORKER), dv.url, str(run.root), "8"], cwd=REPO,
+        proc = subprocess.Popen([sys.executable, "-m", WORKER, dv.url, str(run.root), "8"], cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         kill_at = _lines(run.journal_path) + rng.randint(15, 55)  # a random point of this run's progress
         deadline = time.monotonic() + 30
@@ -66,7 +66,7 @@ def test_sigkill_at_random_points_then_rerun(make_emulator: Callable[..., Emulat
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.communicate(timeout=30)
-    final = subprocess.run([sys.executable, str(WORKER), dv.url, str(run.root)], cwd=REPO, capture_output=True,
+    final = subprocess.run([sys.executable, "-m", WORKER, dv.url, str(run.root)], cwd=REPO, capture_output=True,
                            text=True, timeout=60)
     assert final.returncode == 0, final.stderr
     assert kills >= 4
@@ -100,11 +100,11 @@ def test_full_run_through_faults_merges_everything_once(make_emulator: Callable[
     dv = make_emulator("empty", merge_ms=5, seed=3, limits=limits,
                        faults="503=0.05,drop=0.03,token-ttl=2,slow=0.02:0.5")
     planned = seed_groups(dv.store, 60, 2)  # 120 merges
-    run = make_run(tmp_path / "run", planned)
+    run = make_run(tmp_path / "run", dv.url, planned)
     tokens = _RotatingTokens()
     settings = md.MergeSettings(entity="contact", workers=16)
     client = DataverseClient(dv.url, tokens, ClientSettings(backoff_base=0.05, read_timeout=10))
-    result = md.run(client, run, md.load_plan(run, settings), settings)
+    result = md.run(client, run, md.load(client, run, settings), settings)
     assert result.failed == 0 and result.skipped == 0
     assert result.merged + result.already_merged == len(planned)
     _assert_all_done_once(dv, run, planned)

@@ -168,7 +168,7 @@ def test_gather_reads_in_bulk_and_walks_up_the_hierarchy() -> None:
     data = gather("contact", "contacts", "contactid", records, fetch)
     assert data.active_quotes == {S: 1} and data.list_memberships == {S: 1}
     assert data.parents == {T: P1, S: None, P1: P2, P2: None}  # P2's parent is an account: not this hierarchy
-    assert [a[0] for a in asked] == ["quotes", "contacts", "contacts", "listmembers"]
+    assert [a[0] for a in asked] == ["quotes", "listmembers", "contacts", "contacts"]  # by id first, then parents
     assert gather("incident", "incidents", "incidentid", {T: case(T)},
                   lambda *a: [{"incidentid": "k", "_parentcaseid_value": T}]).child_cases == {T: 1}
 

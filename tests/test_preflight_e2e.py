@@ -7,7 +7,6 @@ class. Then the marketing-list workaround makes the plugin's refusals succeed an
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import re
@@ -18,8 +17,9 @@ import pytest
 
 from dataverse_emulator import EmulatorHandle, start_emulator
 from main import main
-from merging.selection import parse_preflight
 from planning.preflight import would_fail
+from runfolder.plan_file import read_plan
+from runfolder.state import PlannedMerge
 
 EXPECTED_CLASS = {
     "active_quote": "active_quote", "parenting_differs": "parenting", "parent_lost": "parenting",
@@ -56,9 +56,8 @@ def outcomes(run: Path) -> dict[str, dict]:
     return {m["subordinate_id"]: m for m in data["merges"]}
 
 
-def plan(run: Path) -> list[dict]:
-    with (run / "prepare" / "merges.csv").open(encoding="utf-8-sig", newline="") as fh:
-        return list(csv.DictReader(fh))
+def plan(run: Path) -> list[PlannedMerge]:
+    return read_plan(run / "prepare" / "plan.jsonl").merges
 
 
 @pytest.fixture
@@ -76,9 +75,8 @@ def test_predictions_match_what_merge_does(work: Path, entity: str) -> None:
     results = outcomes(work / folder)
     seen_classes: set[str] = set()
     for row in plan(work / folder):
-        findings = parse_preflight(row["preflight"])
-        failing = [f for f in findings if would_fail(f, parenting_checks=True, marketing_plugin=True)]
-        result = results[row["subordinate_id"]]
+        failing = [f for f in row.preflight if would_fail(f, parenting_checks=True, marketing_plugin=True)]
+        result = results[row.subordinate_id]
         if not failing:
             assert result["status"] == "merged", (row, result)
         else:
@@ -93,11 +91,10 @@ def test_predictions_match_what_merge_does(work: Path, entity: str) -> None:
 
 def test_marketing_list_workaround_keeps_the_lists(work: Path, org: EmulatorHandle) -> None:
     folder = prepared(work, "contact")
-    members = [r for r in plan(work / folder) if "marketing_list" in r["preflight"]]
+    members = [r for r in plan(work / folder) if any(f.code == "marketing_list" for f in r.preflight)]
     assert members, "the demo org has subordinates in marketing lists"
     lists_before = {
-        r["subordinate_id"]: {m["listid"].id for m in org.store.rows("listmember")
-                              if m["entityid"].id == r["subordinate_id"]}
+        r.subordinate_id: {m["listid"].id for m in org.store.rows("listmember") if m["entityid"].id == r.subordinate_id}
         for r in members
     }
     code, out = cli(work, "merge", "--entity", "contact", "--folder", folder, "--no-parenting-check",
@@ -105,7 +102,7 @@ def test_marketing_list_workaround_keeps_the_lists(work: Path, org: EmulatorHand
     assert "Traceback" not in out, out
     results = outcomes(work / folder)
     for row in members:
-        assert results[row["subordinate_id"]]["status"] == "merged", results[row["subordinate_id"]]
-        target_lists = {m["listid"].id for m in org.store.rows("listmember") if m["entityid"].id == row["target_id"]}
-        assert lists_before[row["subordinate_id"]] <= target_lists
+        assert results[row.subordinate_id]["status"] == "merged", results[row.subordinate_id]
+        target_lists = {m["listid"].id for m in org.store.rows("listmember") if m["entityid"].id == row.target_id}
+        assert lists_before[row.subordinate_id] <= target_lists
     assert not any(r["status"] == "failed" and r.get("failure_class") == "marketing_plugin" for r in results.values())

@@ -21,7 +21,8 @@ from group_duplicates import download_records
 from planning import step
 from planning.planner import MergeLogicError, Planner
 from runfolder.folder import RunFolder
-from runfolder.state import MERGES_CSV_COLUMNS, DuplicateGroups, Group
+from runfolder.merges_csv import COLUMNS
+from runfolder.state import DuplicateGroups, Group
 
 G2T, G2S = "00000000-0000-0000-0000-0000000000d1", "00000000-0000-0000-0000-0000000000d2"
 ACCOUNT = "00000000-0000-0000-0000-0000000000e1"
@@ -80,7 +81,7 @@ def test_run_writes_the_preview(dv: EmulatorHandle, tmp_path: Path) -> None:
     run = scenario(dv, tmp_path)
     result = prep.run(client_for(dv), run, step.PrepareSettings("contact"))
     assert (result.groups, result.merges, result.audit_files) == (2, 3, 3)
-    rows = run.read_csv(run.merges_csv, MERGES_CSV_COLUMNS, "step 3")
+    rows = run.read_csv(run.merges_csv, COLUMNS, "step 3")
     assert [(r["group_id"], r["order"], r["subordinate_id"]) for r in rows] == [(T, "1", S1), (T, "2", S2),
                                                                                 (G2T, "1", G2S)]
     assert rows[0]["preflight"].startswith("hierarchy_loop: Loop exists in the contacts hierarchy.")
@@ -95,7 +96,8 @@ def test_run_writes_the_preview(dv: EmulatorHandle, tmp_path: Path) -> None:
     assert audit.startswith("\ufeff".encode()) and b"'=1+1" in audit               # neutralised in the audit
     assert sorted(p.name for p in run.audit_dir.iterdir()) == sorted(f"{i}.csv" for i in (S1, S2, G2S))
     lines = step.summary_lines(result)
-    assert lines[0] == "3 merges planned in 2 groups of contact records." and any("jobtitle (2)" in x for x in lines)
+    assert lines[0].startswith(f"3 merges planned in 2 groups of contact records in {dv.url}")
+    assert any("jobtitle (2)" in x for x in lines)
 
 
 def test_planning_itself_asks_dataverse_nothing(dv: EmulatorHandle, tmp_path: Path,
@@ -210,7 +212,7 @@ def test_empty_columns_read_as_none_and_do_not_change_the_plan(dv: EmulatorHandl
     run = make_run(dv, tmp_path, [[T, S1]])
     assert run.read_record(S1)["emailaddress2"] is None   # step 2 writes every column
     prep.run(client_for(dv), run, step.PrepareSettings("contact"))
-    rows = run.read_csv(run.merges_csv, MERGES_CSV_COLUMNS, "step 3")
+    rows = run.read_csv(run.merges_csv, COLUMNS, "step 3")
     assert seen == [(None, None, False)]
     assert '"emailaddress2":"b@x.com"' in rows[0]["update_content"]
 

@@ -108,3 +108,32 @@ def test_csv_cells_beyond_the_csv_modules_default_limit_read_back(tmp_path: Path
     big = "x" * 300_000
     run.write_csv(run.merges_csv, ["a"], [[big]])
     assert run.read_csv(run.merges_csv, ["a"], "step 3") == [{"a": big}]
+
+
+def test_a_folder_name_too_long_for_the_file_system_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="too long for this file system"):
+        resolve_run_folder("x" * 300, tmp_path)
+    with pytest.raises(UsageError, match="too long"):
+        resolve_run_folder("/".join(["y" * 200] * 25), tmp_path)   # each part fits, the whole path does not
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    """tempfile makes 0600 files and 0700 folders; a colleague or a backup job of the user's group must be able
+    to read a run folder as any other file the user made (umask 022: 0644 and 0755)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        from runfolder import files
+
+        files._umask.cache_clear()
+        run = RunFolder(tmp_path / "run")
+        with run.replace_dir(run.prepare_dir) as tmp:
+            files.atomic_write_text(tmp / "merges.csv", "x")
+        assert stat.S_IMODE(run.prepare_dir.stat().st_mode) == 0o755
+        assert stat.S_IMODE((run.prepare_dir / "merges.csv").stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
+        files._umask.cache_clear()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dataverse import validate_entity_name, validate_guid
-from errors import UsageError
+from errors import ResolverError, UsageError
 from runfolder.folder import RunFolder, resolve_run_folder
 from ui.console import Console, parse_yes_no
 
@@ -131,6 +131,16 @@ class PromptAnswers:
     def confirm(self, prompt: str, default: bool = False, flag: str = "") -> bool:
         return self.console.confirm(prompt, default)
 
+    def choose(self, prompt: str, options: list[str], error: ResolverError) -> int:
+        """The index of the option the user picks by number."""
+        self.console.say(prompt, *(f"    {n}: {o}" for n, o in enumerate(options, 1)))
+
+        def pick(answer: str) -> int:
+            if answer.isdigit() and 1 <= int(answer) <= len(options):
+                return int(answer) - 1
+            raise UsageError(f"'{answer}' is not one of the numbers above.", "Type a number from the list.")
+        return self.console.ask("Number", pick)
+
     def forget(self, key: str) -> None:
         self.remembered.pop(key, None)
 
@@ -167,6 +177,10 @@ class FlagAnswers:
         if flag == "yes" and flag not in self.flags_on:
             raise UsageError("This changes Dataverse and cannot be undone.", "Add --yes to go ahead.")
         return flag in self.flags_on
+
+    def choose(self, prompt: str, options: list[str], error: ResolverError) -> int:
+        """A command cannot ask: the error says which flag decides."""
+        raise error
 
     def forget(self, key: str) -> None:
         """Flags cannot be asked again: nothing to forget."""

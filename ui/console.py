@@ -6,12 +6,13 @@ a script can drive the menu; on a terminal the progress line redraws in place.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
 from typing import Any, TextIO, TypeVar
 
-from errors import UsageError
+from errors import OutputClosedError, UsageError
 
 T = TypeVar("T")
 PIPE_PROGRESS_EVERY_S = 5.0
@@ -24,11 +25,25 @@ class Console:
         self.tty = bool(getattr(self.stdout, "isatty", lambda: False)())
         self._progress_shown = False
         self._last_line = -PIPE_PROGRESS_EVERY_S
+        self.closed = False   # the output went away (a closed pipe)
 
     def say(self, *lines: str) -> None:
         self._end_progress()
         for line in lines:
-            print(line, file=self.stdout, flush=True)
+            self._write(line + "\n")
+
+    def _write(self, text: str) -> None:
+        """Every byte the user sees goes through here. When the reader of a pipe has gone (`... | head`),
+        raise OutputClosedError once; from then on the output goes nowhere, quietly."""
+        if self.closed:
+            return
+        try:
+            self.stdout.write(text)
+            self.stdout.flush()
+        except BrokenPipeError:
+            self.closed = True
+            _silence(self.stdout)
+            raise OutputClosedError from None
 
     def error(self, message: str) -> None:
         self.say(f"! {message}")
@@ -36,10 +51,10 @@ class Console:
     def read(self, prompt: str) -> str:
         """One answer. EOFError (Ctrl-D, or the end of a script) and KeyboardInterrupt propagate."""
         self._end_progress()
-        print(prompt, end="", file=self.stdout, flush=True)
+        self._write(prompt)
         line = self.stdin.readline()
         if not line:
-            print(file=self.stdout, flush=True)
+            self._write("\n")
             raise EOFError
         return line.rstrip("\r\n")
 
@@ -62,18 +77,18 @@ class Console:
         """A status line: redrawn in place on a terminal; elsewhere (a log, a pipeline) a line every
         few seconds and the final one."""
         if self.tty:
-            print("\r" + text.ljust(78), end="", file=self.stdout, flush=True)
+            self._write("\r" + text.ljust(78))
             self._progress_shown = True
             return
         now = time.monotonic()
         if final or now - self._last_line >= PIPE_PROGRESS_EVERY_S:
-            print(text, file=self.stdout, flush=True)
+            self._write(text + "\n")
             self._last_line = now
 
     def _end_progress(self) -> None:
         if self._progress_shown:
-            print(file=self.stdout, flush=True)
             self._progress_shown = False
+            self._write("\n")
 
     def table(self, rows: list[tuple[Any, ...]], header: tuple[str, ...]) -> None:
         cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in r) for r in rows]
@@ -91,3 +106,15 @@ def parse_yes_no(answer: str) -> bool:
     if value in ("n", "no", "false", "f", "0"):
         return False
     raise UsageError(f"'{answer}' is not yes or no.", "Type y or n.")
+
+
+def _silence(stream: TextIO) -> None:
+    """Point a closed standard output at the null device, so that Python's own flush at exit does not print
+    'Exception ignored ... BrokenPipeError' (the recipe of Python's signal documentation)."""
+    try:
+        if stream is sys.__stdout__ and stream is not None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+    except (OSError, ValueError):
+        pass

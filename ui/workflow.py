@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
@@ -15,7 +15,8 @@ import create_detection_job as detect_step
 import group_duplicates as group_step
 from dataverse import DataverseClient
 from dataverse.duplicate_rules import describe, published_rules
-from errors import RunStateError, UsageError, about
+from dataverse.environment import normalize_uri
+from errors import ResolverError, RunStateError, StepFourStartedError, UsageError, about
 from planning import step
 from runfolder.detection_jobs import DetectionJobs, JobState, jobs_file_path, load_jobs, save_jobs
 from runfolder.folder import RunFolder
@@ -29,6 +30,7 @@ class Answers(Protocol):
     def get(self, key: str) -> Any: ...
     def remember(self, key: str, value: Any) -> None: ...
     def confirm(self, prompt: str, default: bool = False, flag: str = "") -> bool: ...
+    def choose(self, prompt: str, options: list[str], error: ResolverError) -> int: ...
     def forget(self, key: str) -> None: ...
     def clear(self) -> None: ...
 
@@ -50,6 +52,7 @@ class App:
     work_dir: Path
     options: dict[str, Any] = field(default_factory=dict)   # command-line only switches (wait, workers...)
     log_handler: logging.Handler | None = None
+    environment_label: str = ""    # "prod.env -> https://...", shown above the menu
 
     def folder(self, *, create: bool = False) -> RunFolder:
         """The run folder; only step 2 creates it (a mistyped name elsewhere must not leave a folder behind)."""
@@ -93,8 +96,15 @@ def show_rules(app: App) -> int:
 def detect(app: App) -> int:
     entity = app.answers.get("entity")
     detect_step.check_entity(app.client, entity)   # before asking for the view: a typo is caught at once
-    settings = detect_step.DetectSettings(entity, app.answers.get("view"))
-    plan = detect_step.plan_job(app.client, settings)
+    settings = detect_step.DetectSettings(entity, app.answers.get("view"), view_id=app.options.get("view_id") or "")
+    try:
+        plan = detect_step.plan_job(app.client, settings)
+    except detect_step.AmbiguousViewError as exc:  # the menu asks which; a command needs --view-id
+        views = exc.views
+        n = app.answers.choose(f"{len(views)} views have that name. Which one?",
+                               [f"{v.name} ({v.kind} view, id {v.view_id})" for v in views], exc)
+        settings = replace(settings, view_id=views[n].view_id)
+        plan = detect_step.plan_job(app.client, settings)
     app.console.say(f"View: {plan.view.name} ({plan.view.kind} view)")
     if plan.rules:
         app.console.say("Published duplicate detection rules (a strict rule matters: everything it finds is merged):")
@@ -156,7 +166,7 @@ def _wait_for_jobs_file(app: App, path: Path) -> int:
 def _load_for(app: App, path: Path) -> DetectionJobs:
     """The jobs file, refused when its jobs belong to another environment."""
     jobs = load_jobs(path)
-    if jobs.environment.rstrip("/") != app.client.environment_uri.rstrip("/"):
+    if normalize_uri(jobs.environment) != normalize_uri(app.client.environment_uri):
         raise about("jobs", UsageError(f"{path.name} holds jobs of {jobs.environment}, not of "
                                        f"{app.client.environment_uri}.",
                                        "Use the .env file of that environment, or start a new detection (step 1)."))
@@ -221,7 +231,14 @@ def prepare(app: App) -> int:
     entity = app.answers.get("entity")
     run = app.folder()
     target = app.answers.get("target")
-    result = prepare_step.run(app.client, run, step.PrepareSettings(entity=entity, target_strategy=target))
+    settings = step.PrepareSettings(entity=entity, target_strategy=target, replan=bool(app.options.get("replan")))
+    try:
+        result = prepare_step.run(app.client, run, settings)
+    except StepFourStartedError as exc:
+        if app.options.get("replan") is not None or not app.answers.confirm(
+                f"{exc.message} Plan only what is left, from the records as they stand now?", default=False):
+            raise
+        result = prepare_step.run(app.client, run, replace(settings, replan=True))
     for line in step.summary_lines(result):
         app.console.say(line)
     app.console.say("Nothing was written to Dataverse. Review the audit files, edit the merge logic in "
@@ -234,8 +251,8 @@ def merge(app: App) -> int:
 
     entity = app.answers.get("entity")
     run = app.folder()
-    if not run.merges_csv.exists():   # say so before asking anything else
-        raise RunStateError(f"{run.display(run.merges_csv)} does not exist.", "Run step 3 (Prepare duplicates) first.")
+    if not run.plan_path.exists():   # say so before asking anything else
+        raise RunStateError(f"{run.display(run.plan_path)} does not exist.", "Run step 3 (Prepare duplicates) first.")
     settings = merge_step.MergeSettings(
         entity=entity,
         parenting_checks=app.answers.get("parenting_checks"),
@@ -246,14 +263,14 @@ def merge(app: App) -> int:
         check_modified=bool(app.options.get("check_modified", False)),
         workers=app.options.get("workers"),
     )
-    plan = merge_step.load_plan(run, settings)
+    plan = merge_step.load(app.client, run, settings)
     app.console.say(*plan.summary_lines())
     if plan.predicted_failures and not app.answers.confirm(
             f"Skip the {len(plan.predicted_failures)} merges predicted to fail?", default=True, flag="skip"):
-        settings = merge_step.MergeSettings(**{**settings.__dict__, "skip_predicted_failures": False})
-        plan = merge_step.load_plan(run, settings)
+        settings = replace(settings, skip_predicted_failures=False)
+        plan = merge_step.load(app.client, run, settings)
     sends = bool(plan.to_run or plan.unknown_outcomes)
-    if not sends and not plan.to_skip:
+    if not sends and not plan.skips:
         app.console.say("Nothing left to merge.")
         return 0
     if sends and not app.answers.confirm(
@@ -264,7 +281,7 @@ def merge(app: App) -> int:
     result = merge_step.run(app.client, run, plan, settings,
                             on_progress=lambda p: app.console.progress(str(p), final=p.done >= p.total))
     app.console.say(*result.summary_lines())
-    return 1 if result.failed else 0
+    return 1 if result.failed or result.stopped else 0
 
 
 def status(app: App) -> int:

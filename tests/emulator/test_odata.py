@@ -105,7 +105,9 @@ def test_in_function(api: Any, people: dict[str, Any]) -> None:
     ("firstname eq 'unterminated", "unterminated"),
     ("tolower(firstname) eq 'anna'", "tolower"),
     ("foo(firstname) eq 1", "foo"),
-    ("parentcustomerid_account/name eq 'x'", "Navigation"),
+    ("parentcustomerid_account/nosuch eq 'x'", "nosuch"),
+    ("Contact_Tasks/subject eq 'x'", "collection-valued"),
+    ("nosuchnav/any(t:t/subject eq 'x')", "nosuchnav"),
     ("statecode eq 'zero'", "incompatible types"),
     ("firstname eq 1", "incompatible types"),
     ("firstname", "boolean"),
@@ -127,7 +129,10 @@ def test_bad_filters_are_400(api: Any, people: dict[str, Any], flt: str, needle:
 
 @pytest.mark.parametrize(("params", "needle"), [
     ({"$skip": "5"}, "$skip is not supported"),
-    ({"$expand": "parentcustomerid_account"}, "$expand"),
+    ({"$expand": "nosuchnav"}, "nosuchnav"),
+    ({"fetchXml": "<fetch><entity name='contact'/></fetch>", "$top": "1"}, "cannot be combined"),
+    ({"sql": "SELECT fullname FROM contact"}, "'sql'"),
+    ({"savedQuery": str(uuid.uuid4()), "$select": "fullname"}, "cannot be combined"),
     ({"$apply": "x"}, "$apply"),
     ({"$select": "firstname,nosuch"}, "nosuch"),
     ({"$orderby": "firstname sideways"}, "$orderby"),
@@ -182,7 +187,7 @@ def _pages(api: Any, first_url: str, params: dict[str, str] | None, size: int) -
 
 
 def test_paging_follows_next_links_without_gaps_or_repeats(api: Any, people: dict[str, Any]) -> None:
-    pages = _pages(api, "contacts", {"$select": "firstname", "$top": "2"}, 5)  # $top ignored with maxpagesize
+    pages = _pages(api, "contacts", {"$select": "firstname"}, 5)
     assert [len(p) for p in pages] == [5, 5, 2]
     ids = [r["contactid"] for p in pages for r in p]
     assert sorted(ids) == sorted(people["ids"].values())
@@ -190,6 +195,14 @@ def test_paging_follows_next_links_without_gaps_or_repeats(api: Any, people: dic
     got = [r["firstname"] for p in ordered for r in p]
     assert got == ["Jack", "Grace", "David", "Anna"] + sorted(set(FIRST) - {"Jack", "Grace", "David", "Anna"},
                                                               reverse=True)
+
+
+def test_top_wins_over_maxpagesize(api: Any, people: dict[str, Any]) -> None:
+    """A live observation (settled-2026-11.md Q3): $top caps the answer, no nextLink, maxpagesize not applied."""
+    resp = api.get("contacts", params={"$select": "firstname", "$top": "7"}, headers={"Prefer": "odata.maxpagesize=5"})
+    assert resp.status_code == 200
+    assert len(resp.json()["value"]) == 7 and "@odata.nextLink" not in resp.json()
+    assert "odata.maxpagesize" not in resp.headers.get("Preference-Applied", "")
 
 
 def test_next_link_carries_a_paging_cookie(api: Any, people: dict[str, Any]) -> None:
