@@ -1,7 +1,15 @@
-"""Step 1: start a Dataverse bulk duplicate detection job over a view's records.
+"""Step 1: detect a view's duplicates with Dataverse bulk duplicate detection jobs.
 
 Finds the view by name (system views, then personal views) for the table, turns its FetchXML into the
-job's Query with FetchXmlToQueryExpression, and calls BulkDetectDuplicates. Writes nothing locally.
+job's Query with FetchXmlToQueryExpression, and calls BulkDetectDuplicates. A job reports at most 5,000
+records with duplicates (Microsoft's documented cap), so a view with more is covered by several jobs:
+when a finished job turns out capped, its key range is split (planning/partitions.py) and one job runs
+per part, a few at a time, until no part is capped. Writes the jobs file (runfolder/detection_jobs.py).
+
+Why not count first: a view's size does not say how many of its records have duplicates (a million
+contacts may hold 300 duplicates), counting is itself capped (an aggregate count refuses more than
+50,000 rows, `$count` stops at 5,000), so only a capped job is evidence that one job is not enough; and
+that job's results show where to cut.
 """
 
 from __future__ import annotations
@@ -10,20 +18,36 @@ import difflib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from dataverse import DataverseClient, odata_string, validate_guid
 from dataverse.duplicate_rules import Rule, published_rules
-from errors import DataverseError, NotFoundError, UsageError, about
+from dataverse.jobs import (  # noqa: F401 - re-exported: step 2, the menu and the benchmarks use them here
+    STATUS_LABELS,
+    JobStatus,
+    job_base_records,
+    job_status,
+    job_statuses,
+    job_url,
+    wait_for_job,
+)
+from errors import DataverseError, NotFoundError, RunStateError, UsageError, about
+from planning.partitions import WHOLE, restrict, split
+from runfolder.detection_jobs import DetectionJobs, JobState, PartJob
 
 log = logging.getLogger(__name__)
 
-STATUS_LABELS = {
-    0: "Waiting for resources", 10: "Waiting", 20: "In progress", 21: "Pausing", 22: "Canceling",
-    30: "Succeeded", 31: "Failed", 32: "Canceled",
-}
-DETECTION_OPERATION = 8
+JOB_DUPLICATE_CAP = 5000    # records with duplicates one job reports at most (Microsoft's documented cap)
+# Jobs running at once. They run on the environment's shared asynchronous service, beside its workflows,
+# plug-ins and system jobs; Microsoft documents no limit for detection jobs, so the tool keeps a few in
+# flight: enough to overlap their queueing and run time, few enough not to crowd out the org's own work.
+MAX_RUNNING_JOBS = 4
+# Pieces a capped range is cut into: a capped job says only "at least 5,000"; four pieces cover up to
+# four times the cap per round (40,000 duplicates: 1 + 4 + 16 jobs in three rounds) without starting
+# dozens of near-empty jobs when a view is only just over the cap.
+SPLIT_PARTS = 4
+MAX_PARTS = 1000            # a guard: a view never needs this many jobs unless something is wrong
 
 
 @dataclass(frozen=True)
@@ -32,6 +56,9 @@ class DetectSettings:
     view: str
     job_name: str = ""
     view_id: str = ""           # which view, when two have the same name
+    job_cap: int = JOB_DUPLICATE_CAP
+    max_running: int = MAX_RUNNING_JOBS
+    split_parts: int = SPLIT_PARTS
 
 
 @dataclass(frozen=True)
@@ -44,35 +71,11 @@ class View:
 
 @dataclass(frozen=True)
 class DetectResult:
-    job_id: str
+    job_id: str                 # the first job: the whole view
     url: str
     view: View
     rules: list[Rule]
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    job_id: str
-    name: str
-    statecode: int
-    statuscode: int
-    message: str
-
-    @property
-    def label(self) -> str:
-        return STATUS_LABELS.get(self.statuscode, f"status {self.statuscode}")
-
-    @property
-    def done(self) -> bool:
-        return self.statecode == 3
-
-    @property
-    def succeeded(self) -> bool:
-        return self.done and self.statuscode == 30
-
-
-def job_url(environment_uri: str, job_id: str) -> str:
-    return f"{environment_uri}main.aspx?pagetype=entityrecord&etn=asyncoperation&id={job_id}"
+    jobs: DetectionJobs = field(repr=False)   # what to save and carry on with (advance, wait_for_jobs)
 
 
 def find_view(client: DataverseClient, entity: str, name: str, view_id: str = "") -> View:
@@ -177,44 +180,92 @@ def plan_job(client: DataverseClient, settings: DetectSettings) -> DetectPlan:
 
 
 def start(client: DataverseClient, settings: DetectSettings, plan: DetectPlan) -> DetectResult:
-    """Start the job planned; a table without a published rule is refused (the job would only fail)."""
+    """Start one job over the whole view; a table without a published rule is refused (the job would only
+    fail). The result's `jobs` is the state to save and to carry on with (`advance`, `wait_for_jobs`)."""
     if not plan.rules:
         raise UsageError(f"No published duplicate detection rule for {settings.entity}: a job would find nothing.",
                          "Publish a rule first (Settings > Data Management > Duplicate Detection Rules).")
-    name = settings.job_name or f"Dedupe {settings.entity}: {plan.view.name}"
-    job_id = start_job(client, settings.entity, plan.query, name[:100])
+    jobs = DetectionJobs(settings.entity, plan.view.name, client.environment_uri, plan.query,
+                         client.entity(settings.entity).primary_id, settings.job_cap,
+                         datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), [PartJob(WHOLE)])
+    _start_waiting(client, jobs, settings, lambda _: None)
+    job_id = jobs.parts[0].job_id
     log.info("started detection job %s for %s view %s (%s)", job_id, settings.entity, plan.view.view_id,
              plan.view.kind)
-    return DetectResult(job_id, job_url(client.environment_uri, job_id), plan.view, plan.rules)
+    return DetectResult(job_id, job_url(client.environment_uri, job_id), plan.view, plan.rules, jobs)
 
 
 def run(client: DataverseClient, settings: DetectSettings) -> DetectResult:
     return start(client, settings, plan_job(client, settings))
 
 
-def job_status(client: DataverseClient, job_id: str) -> JobStatus:
-    job_id = validate_guid(job_id)
-    try:
-        row = client.get(f"asyncoperations({job_id})",
-                         {"$select": "name,operationtype,statecode,statuscode,message,friendlymessage"})
-    except NotFoundError as exc:
-        raise about("job_id", UsageError(f"There is no system job with id {job_id}.",
-                    "Check the job id (step 1 prints it; it is the id= part of the job's URL).")) from exc
-    if row.get("operationtype") not in (None, DETECTION_OPERATION):
-        raise about("job_id", UsageError(f"System job {job_id} is not a duplicate detection job.", "Check the job id."))
-    message = row.get("friendlymessage") or row.get("message") or ""
-    return JobStatus(job_id, row.get("name") or "", int(row.get("statecode") or 0),
-                     int(row.get("statuscode") or 0), message)
+def _job_name(settings: DetectSettings, jobs: DetectionJobs, index: int) -> str:
+    name = settings.job_name or f"Dedupe {jobs.entity}: {jobs.view}"
+    return (name if jobs.parts[index].part == WHOLE else f"{name} (part {index})")[:100]
 
 
-def wait_for_job(client: DataverseClient, job_id: str, on_status: Callable[[JobStatus], None], *,
-                 poll_s: float = 2.0, timeout_s: float = 3600.0,
-                 sleep: Callable[[float], None] = time.sleep) -> JobStatus:
-    """Poll until the job is done (or the timeout passes), reporting each status."""
+def _start_waiting(client: DataverseClient, jobs: DetectionJobs, settings: DetectSettings,
+                   save: Callable[[DetectionJobs], None]) -> None:
+    """Start waiting parts while fewer than `max_running` jobs run; saved after each start."""
+    for index, part in enumerate(jobs.parts):
+        if jobs.count(JobState.RUNNING) >= max(1, settings.max_running):
+            return
+        if part.state is JobState.WAITING:
+            query = restrict(jobs.query, part.part, jobs.primary_id)
+            part.job_id = start_job(client, jobs.entity, query, _job_name(settings, jobs, index))
+            part.state = JobState.RUNNING
+            log.info("started detection job %s for %s ids %s", part.job_id, jobs.entity, part.part.label())
+            save(jobs)
+
+
+def advance(client: DataverseClient, jobs: DetectionJobs, settings: DetectSettings,
+            save: Callable[[DetectionJobs], None]) -> list[str]:
+    """One round: read the running jobs' status (one request), settle the finished ones (a capped one is
+    replaced by its parts), start waiting parts. Returns what happened, for people."""
+    events: list[str] = []
+    running = [p for p in jobs.parts if p.state is JobState.RUNNING]
+    statuses = job_statuses(client, [p.job_id for p in running]) if running else {}
+    for part in running:
+        status = statuses[part.job_id]
+        if not status.done:
+            continue
+        if not status.succeeded:
+            part.state = JobState.FAILED
+            part.message = " ".join(f"{status.label}: {status.message}".split()).strip(": ")   # one line
+            events.append(f"Job {part.job_id} ended {part.message}")
+            continue
+        found = job_base_records(client, part.job_id)
+        part.found = len(found)
+        if part.found < jobs.cap:
+            part.state = JobState.DONE
+            continue
+        pieces = split(part.part, found, settings.split_parts)
+        if len(jobs.parts) + len(pieces) > MAX_PARTS:
+            raise RunStateError(f"Covering {jobs.view} would take more than {MAX_PARTS} detection jobs.",
+                                "Use a narrower view, or merge the duplicates found so far and run again.")
+        part.state = JobState.SPLIT
+        at = jobs.parts.index(part) + 1
+        jobs.parts[at:at] = [PartJob(piece) for piece in pieces]
+        events.append(f"Job {part.job_id} reached the cap of {jobs.cap} records with duplicates: "
+                      f"its range is split into {len(pieces)} parts, one job each")
+    save(jobs)
+    _start_waiting(client, jobs, settings, save)
+    return events
+
+
+def wait_for_jobs(client: DataverseClient, jobs: DetectionJobs, settings: DetectSettings, *,
+                  save: Callable[[DetectionJobs], None], on_progress: Callable[[DetectionJobs, list[str]], None],
+                  poll_s: float = 2.0, timeout_s: float = 6 * 3600.0,
+                  sleep: Callable[[float], None] = time.sleep) -> DetectionJobs:
+    """`advance` until every part is done (or the timeout passes); a failed job stops it (RunStateError)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        status = job_status(client, job_id)
-        on_status(status)
-        if status.done or time.monotonic() >= deadline:
-            return status
+        events = advance(client, jobs, settings, save)
+        on_progress(jobs, events)
+        failed = [p for p in jobs.parts if p.state is JobState.FAILED]
+        if failed:
+            raise RunStateError(f"Detection job {failed[0].job_id} ended {failed[0].message}",
+                                "Check the duplicate detection rules, then start a new detection (step 1).")
+        if jobs.finished or time.monotonic() >= deadline:
+            return jobs
         sleep(poll_s)

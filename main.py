@@ -19,7 +19,7 @@ from errors import ConfigError, OutputClosedError, ResolverError, UsageError
 if TYPE_CHECKING:
     from dataverse_emulator import EmulatorHandle
 from ui import workflow
-from ui.answers import FlagAnswers, PromptAnswers
+from ui.answers import FlagAnswers, JobSelection, PromptAnswers
 from ui.connect import connect
 from ui.console import Console
 
@@ -52,7 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--view")
     p.add_argument("--view-id", help="detect: the view's id, when two views have the same name")
     p.add_argument("--folder")
-    p.add_argument("--job-id")
+    p.add_argument("--job-id", help="group, wait: detection job id(s), comma-separated")
+    p.add_argument("--jobs-file", help="group, wait: the jobs file detect wrote (detection_jobs_<entity>.json)")
     p.add_argument("--max", help="max duplicates (group), merges (merge) or merges to undo (undo) to take")
     p.add_argument("--target", help="oldest_record | newest_record | most_complete | most_recently_modified")
     p.add_argument("--replan", action=argparse.BooleanOptionalAction, default=None,
@@ -123,7 +124,10 @@ def run_action(app: workflow.App, action: object) -> int:
 
 
 def flag_answers(args: argparse.Namespace, work_dir: Path) -> FlagAnswers:
-    values = {"entity": args.entity, "view": args.view, "folder": args.folder, "job_id": args.job_id,
+    if args.job_id and args.jobs_file:
+        raise UsageError("Give --job-id or --jobs-file, not both.")
+    jobs = JobSelection(jobs_file=(work_dir / args.jobs_file).resolve()) if args.jobs_file else args.job_id
+    values = {"entity": args.entity, "view": args.view, "folder": args.folder, "jobs": jobs,
               "max_duplicates": args.max, "max_merges": args.max, "target": args.target,
               "parenting_checks": args.parenting_check, "max_undo": args.max}
     on = {name for name, flag in (("wait", args.wait), ("yes", args.yes), ("skip", not args.no_skip),

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from dataverse.batch import BatchAnswer, BatchFormatError, batch_body, read_batch
 from dataverse.environment import Environment, normalize_uri
 from dataverse.metadata import AttributeMetadata, EntityMetadata
 from dataverse.odata import odata_string, validate_entity_name, validate_guid
@@ -34,10 +35,12 @@ from dataverse.transport import (
     NoAffinityCookies,
     ThrottleGate,
     error_body,
+    error_text,
     never_sent,
     new_session,
     parse_retry_after,
     prefer,
+    retry_after_seconds,
     transport_reason,
 )
 from errors import AuthError, DataverseError, NotFoundError, OutcomeUnknownError, TokenRefusedError
@@ -63,6 +66,8 @@ _HINTS = {
 _ENTITY_ID = re.compile(r"\(([0-9a-fA-F-]{36})\)\s*$")
 _MAX_URL = 32_000  # Dataverse refuses GET URLs over 32,768 characters
 _RETRY_HINT = "Check in Dataverse whether it took effect before sending it again."
+MAX_BATCH = 1000  # requests in one $batch (Microsoft's documented limit)
+_TRANSIENT = frozenset({502, 503, 504})
 _TOKEN_HINT = ("Sign in again (or, with AUTH_MODE=access_token, provide a new ACCESS_TOKEN) and rerun: "
                "finished work is kept.")
 
@@ -139,11 +144,14 @@ class DataverseClient:
         *,
         params: Mapping[str, str] | None = None,
         json: Any = None,
+        data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         expected: tuple[int, ...] = (200, 201, 204),
         safe_to_retry: bool | None = None,
     ) -> requests.Response:
-        """Send one request, retrying as the rules in the module docstring say; raise DataverseError otherwise."""
+        """Send one request, retrying as the rules in the module docstring say; raise DataverseError otherwise.
+
+        The body is `json` (sent as JSON) or `data` (bytes as given, with the Content-Type in `headers`)."""
         method = method.upper()
         url = self._url(path, params)
         short = url[len(self.api_url) :] if url.startswith(self.api_url) else url
@@ -154,7 +162,8 @@ class DataverseClient:
             what=f"{method} {short.split('?')[0]}",
             safe=(method in _IDEMPOTENT) if safe_to_retry is None else safe_to_retry,
         )
-        data = None if json is None else jsonlib.dumps(json, ensure_ascii=False).encode("utf-8")
+        if data is None and json is not None:
+            data = jsonlib.dumps(json, ensure_ascii=False).encode("utf-8")
         send_headers = self._headers(headers, has_body=data is not None)
         while True:
             if self._refused_token and self._refused_token == f"Bearer {self._tokens.get_token()}":
@@ -252,6 +261,46 @@ class DataverseClient:
                 yield from read(chunk)
             return
         yield from _in_order(read, chunks, workers)
+
+    def batch_get(
+        self,
+        calls: Sequence[tuple[str, Mapping[str, str] | None]],
+        *,
+        return_errors: bool = False,
+    ) -> list[Any]:
+        """GET each `(path, params)` inside one `$batch` and return each answer's JSON, in order.
+
+        Sent with `Prefer: odata.continue-on-error`, so every part answers. The batch is one request against
+        the service's request-count limit (the parts' execution time still counts). The whole batch is sent
+        again when it, or any part, is throttled (429: every thread pauses for Retry-After, as in
+        `request()`) or transiently failed (502/503/504, with backoff); the parts are GETs, so repeating
+        them is safe. A part that failed otherwise raises the DataverseError a single GET would have raised
+        (NotFoundError for 404), or with `return_errors` stands in the list in place of its answer.
+        """
+        if not calls:
+            return []
+        if len(calls) > MAX_BATCH:
+            raise ValueError(f"a $batch holds at most {MAX_BATCH} requests, not {len(calls)}")
+        urls = [self._url(path, params) for path, params in calls]
+        body, content_type = batch_body(urls)
+        call = _Call(method="POST", url=self.api_url + "$batch", short="$batch", safe=True,
+                     what=f"GET {calls[0][0].split('(')[0]} (x{len(urls)} in a $batch)")
+        headers = {"Content-Type": content_type, "Prefer": "odata.continue-on-error"}
+        while True:
+            response = self.request("POST", "$batch", data=body, headers=headers, expected=(200,), safe_to_retry=True)
+            try:
+                answers = read_batch(response.headers.get("Content-Type", ""), response.content)
+            except BatchFormatError as exc:
+                raise DataverseError(f"Dataverse answered {call.what} with a document that cannot be read: {exc}.",
+                                     status=response.status_code) from None
+            if len(answers) != len(urls):
+                raise DataverseError(f"Dataverse answered {len(answers)} of the {len(urls)} requests in a $batch.",
+                                     status=response.status_code, hint="Run the step again.")
+            again = next((a for a in answers if a.status == 429 or a.status in _TRANSIENT), None)
+            if again is None:
+                break
+            self._retry_batch(call, again, urls[answers.index(again)])
+        return [self._part_result(url, answer, return_errors) for url, answer in zip(urls, answers, strict=True)]
 
     def entity(self, logical_name: str) -> EntityMetadata:
         """A table's metadata, fetched once per table and cached (thread-safe)."""
@@ -428,6 +477,46 @@ class DataverseClient:
         log.info("%s %s throttled: all requests pause for %.1f s", call.method, call.short, delay)
         return delay
 
+    def _retry_batch(self, call: _Call, answer: BatchAnswer, url: str) -> None:
+        """Wait before sending a batch again (a part was throttled or transiently failed), or raise."""
+        retry_after = retry_after_seconds(answer.headers.get("retry-after", ""))
+        if answer.status == 429:
+            call.throttles += 1
+            delay = self._backoff(call.throttles) if retry_after is None else self._cap(retry_after)
+            if call.throttle_wait + delay > self.settings.max_throttle_wait:
+                raise self._part_error(url, answer)
+            call.throttle_wait += delay
+            log.info("a part of %s was throttled: all requests pause for %.1f s", call.what, delay)
+            self._gate.close_for(delay)
+            self.stats.add(throttled=1, retries=1)
+            return
+        if call.retries >= self.settings.max_retries:
+            raise self._part_error(url, answer)
+        call.retries += 1
+        self.stats.add(retries=1)
+        time.sleep(self._backoff(call.retries) if retry_after is None else self._cap(retry_after))
+
+    def _part_result(self, url: str, answer: BatchAnswer, return_errors: bool) -> Any:
+        if answer.status < 400:
+            try:
+                return jsonlib.loads(answer.body) if answer.body.strip() else {}
+            except ValueError:
+                snippet = " ".join(answer.body.decode("utf-8", "replace").split())[:120]
+                raise DataverseError(f"Dataverse answered a part of a $batch with something that is not JSON: "
+                                     f"{snippet}", status=answer.status) from None
+        error = self._part_error(url, answer)
+        if return_errors:
+            return error
+        raise error
+
+    def _part_error(self, url: str, answer: BatchAnswer) -> DataverseError:
+        """The error a single GET of `url` would have raised for this answer."""
+        short = url[len(self.api_url):] if url.startswith(self.api_url) else url
+        call = _Call(method="GET", url=url, short=short[:500], what=f"GET {short.split('?')[0].split('(')[0]}",
+                     safe=True)
+        code, message = error_text(answer.body.decode("utf-8", "replace"))
+        return self._make_error(call, answer.status, code, message, answer.headers)
+
     def _token_refused(self, call: _Call, sent: str, why: str = "") -> TokenRefusedError:
         """Dataverse refused the token and a new one cannot be had: stop, and fail fast from now on."""
         self._refused_token = sent or self._refused_token
@@ -443,14 +532,18 @@ class DataverseClient:
         return random.uniform(0, self._cap(self.settings.backoff_base * 2 ** (n - 1)))
 
     def _error(self, call: _Call, response: requests.Response, *, unknown: bool = False) -> DataverseError:
-        status = response.status_code
         code, message = error_body(response)
+        return self._make_error(call, response.status_code, code, message, response.headers, unknown=unknown)
+
+    def _make_error(self, call: _Call, status: int, code: str, message: str, headers: Mapping[str, str], *,
+                    unknown: bool = False) -> DataverseError:
         label = f"HTTP {status} {code}".strip()
         fields: dict[str, Any] = {
             "status": status,
             "code": code,
-            "request_id": response.headers.get("x-ms-service-request-id", ""),
-            "retry_after": parse_retry_after(response),
+            # a $batch part names its request id REQ_ID (Microsoft's batch examples)
+            "request_id": headers.get("x-ms-service-request-id", "") or headers.get("req_id", ""),
+            "retry_after": retry_after_seconds(headers.get("retry-after", "") or ""),
         }
         if unknown:
             text = f"Dataverse failed {call.what} ({label}): {message} The outcome is unknown."

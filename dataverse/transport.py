@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email.utils
 import http.cookiejar
+import json
 import math
 import threading
 import time
@@ -108,7 +109,12 @@ def prefer(annotations: bool, page_size: int | None) -> str:
 
 def parse_retry_after(response: requests.Response) -> float | None:
     """Retry-After in seconds (a number, or an HTTP date); None when absent or unreadable."""
-    raw = (response.headers.get("Retry-After") or "").strip()
+    return retry_after_seconds(response.headers.get("Retry-After") or "")
+
+
+def retry_after_seconds(raw: str) -> float | None:
+    """A Retry-After value (seconds, or an HTTP date) in seconds from now; None when empty or unreadable."""
+    raw = raw.strip()
     if not raw:
         return None
     try:
@@ -123,11 +129,16 @@ def parse_retry_after(response: requests.Response) -> float | None:
 
 def error_body(response: requests.Response) -> tuple[str, str]:
     """(code, one-line message) from ``{"error": {"code", "message"}}``, or a short text for other bodies."""
+    return error_text(response.text, response.reason or "")
+
+
+def error_text(text: str, reason: str = "") -> tuple[str, str]:
+    """error_body for a body already read (a part of a $batch answer)."""
     try:
-        body = response.json()
+        body = json.loads(text)
     except ValueError:
-        text = " ".join(response.text.split())[:200]
-        return "", text or response.reason or "no details"
+        short = " ".join(text.split())[:200]
+        return "", short or reason or "no details"
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         return "", " ".join(str(body).split())[:200]

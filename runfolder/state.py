@@ -21,20 +21,28 @@ class Group:
 
 @dataclass
 class DuplicateGroups:
-    """group/duplicate_groups.json."""
+    """group/duplicate_groups.json. `job_id` is the first job; `job_ids` all of them (files from before
+    several jobs per view hold only `job_id`)."""
 
     job_id: str
     entity: str
     groups: list[Group]
     pairs_read: int = 0
-    capped: bool = False          # the job hit the service's 5000-duplicate cap
+    capped: bool = False          # a job hit the service's 5000-duplicate cap
     created: str = ""
     environment: Environment | None = None   # where the records were read (None: a file from before it was kept)
+    job_ids: tuple[str, ...] = ()
+    capped_jobs: tuple[str, ...] = ()   # the jobs that hit the cap (their results may be incomplete)
+
+    @property
+    def all_job_ids(self) -> tuple[str, ...]:
+        return self.job_ids or (self.job_id,)
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "job_id": self.job_id, "entity": self.entity, "created": self.created, "pairs_read": self.pairs_read,
-            "capped": self.capped, "environment": self.environment.to_json() if self.environment else None,
+            "job_id": self.job_id, "job_ids": list(self.all_job_ids), "entity": self.entity, "created": self.created,
+            "pairs_read": self.pairs_read, "capped": self.capped, "capped_jobs": list(self.capped_jobs),
+            "environment": self.environment.to_json() if self.environment else None,
             "groups": [{"group_id": g.group_id, "records": list(g.record_ids)} for g in self.groups],
         }
 
@@ -46,6 +54,8 @@ class DuplicateGroups:
             job_id=str(data["job_id"]), entity=str(data["entity"]), groups=groups,
             pairs_read=int(data.get("pairs_read", 0)), capped=bool(data.get("capped", False)),
             created=str(data.get("created", "")), environment=Environment.from_json(data.get("environment")),
+            job_ids=tuple(str(j) for j in data.get("job_ids") or ()),
+            capped_jobs=tuple(str(j) for j in data.get("capped_jobs") or ()),
         )
 
 

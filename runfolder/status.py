@@ -18,8 +18,9 @@ def describe(run: RunFolder) -> list[str]:
         groups = run.read_duplicate_groups()
         size = sum(len(g.record_ids) for g in groups.groups)
         where = f" in {groups.environment.describe()}" if groups.environment else ""
-        lines.append(f"  step 2: {len(groups.groups)} groups, {size} records of {groups.entity}{where} "
-                     f"from job {groups.job_id}")
+        jobs = groups.all_job_ids
+        source = f"job {jobs[0]}" if len(jobs) == 1 else f"{len(jobs)} detection jobs"
+        lines.append(f"  step 2: {len(groups.groups)} groups, {size} records of {groups.entity}{where} from {source}")
     except RunStateError as exc:
         lines.append(f"  step 2: {exc.message}")
     if run.plan_path.exists():

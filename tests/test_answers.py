@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from errors import UsageError
-from ui.answers import FlagAnswers, PromptAnswers, parse_max, parse_target
+from ui.answers import FlagAnswers, JobSelection, PromptAnswers, parse_max, parse_target
 from ui.console import Console, parse_yes_no
 
 
@@ -51,10 +51,20 @@ def test_folder_outside_the_working_folder_is_refused_then_a_good_one_taken(tmp_
     assert out.getvalue().count("outside the working folder") == 2
 
 
-def test_job_id_must_be_a_guid(tmp_path: Path) -> None:
-    console, out = console_with(["not-a-guid", "{6F7C1C2E-1111-2222-3333-444455556666}"])
-    assert PromptAnswers(console, tmp_path).get("job_id") == "6f7c1c2e-1111-2222-3333-444455556666"
-    assert "GUID" in out.getvalue() or "guid" in out.getvalue().lower()
+def test_job_ids_must_be_guids_or_a_jobs_file(tmp_path: Path) -> None:
+    one, two = "6f7c1c2e-1111-2222-3333-444455556666", "6f7c1c2e-1111-2222-3333-444455557777"
+    console, out = console_with(["not-a-guid", f"{one}, nope", "missing.json",
+                                 "{6F7C1C2E-1111-2222-3333-444455556666}, " + two + f",{one}"])
+    assert PromptAnswers(console, tmp_path).get("jobs") == JobSelection((one, two))   # each id once
+    text = out.getvalue()
+    assert text.count("is not a record id") == 2 and "There is no jobs file missing.json" in text
+    (tmp_path / "detection_jobs_contact.json").write_text("{}", encoding="utf-8")
+    console, _ = console_with(["detection_jobs_contact.json"])
+    expected = JobSelection(jobs_file=tmp_path / "detection_jobs_contact.json")
+    assert PromptAnswers(console, tmp_path).get("jobs") == expected
+    with pytest.raises(UsageError, match="--job-id or --jobs-file is required"):
+        FlagAnswers({}, tmp_path).get("jobs")
+    assert FlagAnswers({"jobs": f"{one},{two}"}, tmp_path).get("jobs").job_ids == (one, two)
 
 
 def test_ctrl_d_at_a_prompt_raises_eof(tmp_path: Path) -> None:

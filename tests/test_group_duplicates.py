@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,8 +14,9 @@ from auth import StaticTokenProvider
 from dataverse import DataverseClient
 from dataverse_emulator import EmulatorHandle
 from errors import RunStateError, UsageError
-from group_duplicates import GroupSettings, run
+from group_duplicates import GroupResult, GroupSettings, run, unique_pairs
 from runfolder.folder import RunFolder
+from runfolder.state import DuplicateGroups
 
 VIEW = "Active Contacts for Duplicate Checking"
 
@@ -27,10 +29,10 @@ def finished_job(client: DataverseClient, entity: str = "contact",
     return job
 
 
-def grouped(handle: EmulatorHandle, tmp_path: Path, name: str, **kw: object) -> tuple[RunFolder, object]:
+def grouped(handle: EmulatorHandle, tmp_path: Path, name: str, **kw: Any) -> tuple[RunFolder, GroupResult]:
     client = DataverseClient(handle.url, StaticTokenProvider("t"))
     folder = RunFolder(tmp_path / name)
-    return folder, run(client, folder, GroupSettings("contact", finished_job(client), **kw))  # type: ignore[arg-type]
+    return folder, run(client, folder, GroupSettings("contact", (finished_job(client),), **kw))
 
 
 @pytest.mark.parametrize("shape", ["base", "pairs"])
@@ -74,15 +76,15 @@ def test_jobs_that_cannot_be_grouped_are_refused(make_emulator: Callable[..., Em
     plan = detect.plan_job(client, detect.DetectSettings("contact", VIEW))
     running = detect.start(client, detect.DetectSettings("contact", VIEW), plan).job_id
     with pytest.raises(RunStateError, match="not finished yet"):
-        run(client, RunFolder(tmp_path / "r"), GroupSettings("contact", running))
+        run(client, RunFolder(tmp_path / "r"), GroupSettings("contact", (running,)))
     with pytest.raises(UsageError, match="no system job"):
-        run(client, RunFolder(tmp_path / "r"), GroupSettings("contact", "00000000-0000-0000-0000-000000000000"))
+        run(client, RunFolder(tmp_path / "r"), GroupSettings("contact", ("00000000-0000-0000-0000-000000000000",)))
     fast = make_emulator("demo", seed=5, job_seconds=0.1)
     fast_client = DataverseClient(fast.url, StaticTokenProvider("t"))
     accounts_job = finished_job(fast_client, "account", "Active Accounts for Duplicate Checking")
     with pytest.raises(UsageError, match="found duplicates of account, not contact") as info:
-        run(fast_client, RunFolder(tmp_path / "r"), GroupSettings("contact", accounts_job))
-    assert info.value.answer == "job_id"
+        run(fast_client, RunFolder(tmp_path / "r"), GroupSettings("contact", (accounts_job,)))
+    assert info.value.answer == "jobs"
 
 
 def test_records_deleted_since_the_job_shrink_their_groups(make_emulator: Callable[..., EmulatorHandle],
@@ -91,19 +93,36 @@ def test_records_deleted_since_the_job_shrink_their_groups(make_emulator: Callab
     client = DataverseClient(handle.url, StaticTokenProvider("t"))
     job = finished_job(client)
     before = RunFolder(tmp_path / "before")
-    run(client, before, GroupSettings("contact", job))
+    run(client, before, GroupSettings("contact", (job,)))
     groups = before.read_duplicate_groups().groups
     pair = next(g for g in groups if len(g.record_ids) == 2)
     trio = next(g for g in groups if len(g.record_ids) == 3)
     for gone in (pair.record_ids[0], trio.record_ids[0]):
         client.delete(f"contacts({gone})")
     after = RunFolder(tmp_path / "after")
-    run(client, after, GroupSettings("contact", job))
+    run(client, after, GroupSettings("contact", (job,)))
     now = {g.record_ids for g in after.read_duplicate_groups().groups}
     assert pair.record_ids not in now and trio.record_ids[1:] in now
     assert len(now) == len(groups) - 1
     files = {p.stem for p in after.record_data_dir.iterdir()}
     assert files == {i for ids in now for i in ids}       # no file for the pair's survivor
+
+
+def test_pairs_count_once_whoever_found_them() -> None:
+    a, b, c = "0000000a-0000-0000-0000-000000000000", "0000000b-0000-0000-0000-000000000000", \
+        "0000000c-0000-0000-0000-000000000000"
+    found = [(a, b), (b, a), (a.upper(), b), (b, c), (c, c), (b, c)]      # two jobs, both directions, a self-pair
+    assert unique_pairs(found) == [(a, b), (b, c)]
+    with pytest.raises(TypeError, match="tuple of job ids"):
+        GroupSettings("contact", a)  # type: ignore[arg-type]
+
+
+def test_duplicate_groups_files_with_one_job_id_still_read() -> None:
+    old = DuplicateGroups.from_json({"job_id": "j1", "entity": "contact", "groups": [], "capped": True})
+    assert old.all_job_ids == ("j1",) and old.capped and old.capped_jobs == ()
+    new = DuplicateGroups("j1", "contact", [], job_ids=("j1", "j2"), capped_jobs=("j2",))
+    back = DuplicateGroups.from_json(new.to_json())
+    assert back.all_job_ids == ("j1", "j2") and back.capped_jobs == ("j2",) and back.to_json()["job_id"] == "j1"
 
 
 def test_a_detection_job_whose_answer_was_lost_is_started_again() -> None:

@@ -40,6 +40,38 @@ def parse_max(answer: str) -> int | None:
     return value
 
 
+@dataclass(frozen=True)
+class JobSelection:
+    """The detection jobs step 2 (and waiting) works on: job ids, or the jobs file step 1 wrote."""
+
+    job_ids: tuple[str, ...] = ()
+    jobs_file: Path | None = None
+
+
+def parse_job_ids(answer: str) -> tuple[str, ...]:
+    """`id, id, ...` -> the ids (validated, lower-case, each once)."""
+    ids = [validate_guid(part) for part in answer.split(",") if part.strip()]
+    if not ids:
+        raise UsageError("No job id given.", "Type one or more job ids separated by commas, or a jobs file name.")
+    return tuple(dict.fromkeys(ids))
+
+
+def parse_jobs(answer: str, work_dir: Path) -> JobSelection:
+    """Job ids separated by commas, or the name of a jobs file in the working folder (detection_jobs_*.json)."""
+    text = answer.strip().strip('"').strip("'")
+    path = work_dir / text if text else work_dir
+    if text.lower().endswith(".json") or (text and path.is_file()):
+        if not path.is_file():
+            raise UsageError(f"There is no jobs file {text} in {work_dir}.",
+                             "Step 1 writes detection_jobs_<entity>.json; or type the job ids.")
+        return JobSelection(jobs_file=path)
+    try:
+        return JobSelection(parse_job_ids(text))
+    except UsageError as exc:
+        raise UsageError(exc.message, "Type job ids separated by commas, or the name of the jobs file step 1 "
+                                      "wrote (detection_jobs_<entity>.json).") from None
+
+
 def parse_target(answer: str) -> str:
     value = answer.strip().lower()
     if value in TARGET_STRATEGIES:
@@ -68,7 +100,8 @@ def questions(work_dir: Path) -> dict[str, Question]:
         "view": Question("View name (system or personal)", parse_text, None, "--view"),
         "folder": Question("Run folder name (e.g. contact_merge_2026)",
                            lambda a: RunFolder(resolve_run_folder(a, work_dir)), None, "--folder"),
-        "job_id": Question("Duplicate detection job id (asyncoperationid)", validate_guid, None, "--job-id"),
+        "jobs": Question("Detection job ids (comma-separated), or the jobs file (detection_jobs_<entity>.json)",
+                         lambda a: parse_jobs(a, work_dir), None, "--job-id or --jobs-file"),
         "max_duplicates": Question("Maximum number of duplicates to take (Enter for all)", parse_max, "", "--max"),
         "target": Question("Target selection (" + " / ".join(TARGET_STRATEGIES) + ")", parse_target,
                            "oldest_record", "--target"),

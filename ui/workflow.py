@@ -15,9 +15,12 @@ import create_detection_job as detect_step
 import group_duplicates as group_step
 from dataverse import DataverseClient
 from dataverse.duplicate_rules import describe, published_rules
-from errors import ResolverError, RunStateError, StepFourStartedError, UsageError
+from dataverse.environment import normalize_uri
+from errors import ResolverError, RunStateError, StepFourStartedError, UsageError, about
 from planning import step
+from runfolder.detection_jobs import DetectionJobs, JobState, jobs_file_path, load_jobs, save_jobs
 from runfolder.folder import RunFolder
+from ui.answers import JobSelection
 from ui.console import Console
 
 log = logging.getLogger(__name__)
@@ -108,33 +111,91 @@ def detect(app: App) -> int:
         for rule in plan.rules:
             app.console.say(*describe(rule))
     result = detect_step.start(app.client, settings, plan)
-    app.answers.remember("job_id", result.job_id)
-    app.console.say(f"Started duplicate detection job {result.job_id}", f"Watch it at: {result.url}")
+    path = jobs_file_path(app.work_dir, entity)
+    save_jobs(path, result.jobs)
+    app.answers.remember("jobs", JobSelection(result.jobs.job_ids, path))
+    app.console.say(f"Started duplicate detection job {result.job_id}", f"Watch it at: {result.url}",
+                    f"Its id is kept in {path.name}; a job that hits the 5000 cap is split into more jobs there.")
     if app.answers.confirm("Wait for the job to finish now?", default=True, flag="wait"):
         return wait(app)
-    app.console.say("Next: when the job has finished, run step 2 (Group duplicates).")
+    app.console.say(f"Next: wait for it (menu option 7, or the wait command with --jobs-file {path.name}); a job "
+                    "that hits the cap is split there. Then step 2 (Group duplicates).")
     return 0
 
 
 def wait(app: App) -> int:
-    job_id = app.answers.get("job_id")
-    status = detect_step.wait_for_job(
-        app.client, job_id, lambda s: app.console.progress(f"Job {s.job_id[:8]}…: {s.label}", final=s.done),
-        poll_s=float(app.options.get("poll_s", 2.0)))
-    if status.succeeded:
-        app.console.say(f"Job {job_id} succeeded. Next: step 2 (Group duplicates).")
-        return 0
-    app.console.say(f"Job {job_id} is {status.label}. {status.message}".strip())
-    return 0 if not status.done else 1
+    selection: JobSelection = app.answers.get("jobs")
+    if selection.jobs_file is not None:
+        return _wait_for_jobs_file(app, selection.jobs_file)
+    code = 0
+    for job_id in selection.job_ids:
+        status = detect_step.wait_for_job(
+            app.client, job_id, lambda s: app.console.progress(f"Job {s.job_id[:8]}…: {s.label}", final=s.done),
+            poll_s=float(app.options.get("poll_s", 2.0)))
+        if status.succeeded:
+            app.console.say(f"Job {job_id} succeeded.")
+        else:
+            app.console.say(f"Job {job_id} is {status.label}. {status.message}".strip())
+            code = 1
+    if code == 0:
+        app.console.say("Next: step 2 (Group duplicates).")
+    return code
+
+
+def _wait_for_jobs_file(app: App, path: Path) -> int:
+    """Carry the detection in the jobs file to its end: wait, split capped jobs, start their parts."""
+    jobs = _load_for(app, path)
+    settings = detect_step.DetectSettings(jobs.entity, jobs.view, job_cap=jobs.cap)
+
+    def show(state: DetectionJobs, events: list[str]) -> None:
+        app.console.say(*events)
+        app.console.progress(f"Detection jobs: {state.count(JobState.DONE)} done, {state.count(JobState.RUNNING)} "
+                             f"running, {state.count(JobState.WAITING)} waiting", final=state.finished)
+
+    jobs = detect_step.wait_for_jobs(app.client, jobs, settings, save=lambda state: save_jobs(path, state),
+                                     on_progress=show, poll_s=float(app.options.get("poll_s", 2.0)))
+    if not jobs.finished:
+        app.console.say(f"Not finished yet: run option 7 (or the wait command) again with {path.name}.")
+        return 1
+    found = sum(p.found or 0 for p in jobs.parts if p.state is JobState.DONE)
+    app.console.say(f"{len(jobs.job_ids)} detection job(s) finished; {found} records with duplicates.",
+                    "Job ids: " + ", ".join(jobs.job_ids), f"Written to {path}.", "Next: step 2 (Group duplicates).")
+    return 0
+
+
+def _load_for(app: App, path: Path) -> DetectionJobs:
+    """The jobs file, refused when its jobs belong to another environment."""
+    jobs = load_jobs(path)
+    if normalize_uri(jobs.environment) != normalize_uri(app.client.environment_uri):
+        raise about("jobs", UsageError(f"{path.name} holds jobs of {jobs.environment}, not of "
+                                       f"{app.client.environment_uri}.",
+                                       "Use the .env file of that environment, or start a new detection (step 1)."))
+    return jobs
+
+
+def _group_job_ids(app: App, selection: JobSelection, entity: str) -> tuple[str, ...]:
+    """The job ids step 2 reads: given, or those of a finished jobs file for this entity."""
+    if selection.jobs_file is None:
+        return selection.job_ids
+    jobs = _load_for(app, selection.jobs_file)
+    if jobs.entity != entity:
+        raise about("jobs", UsageError(f"{selection.jobs_file.name} holds detection jobs of {jobs.entity}, "
+                                       f"not {entity}.", f"Use the entity '{jobs.entity}', or another jobs file."))
+    if not jobs.finished:
+        raise RunStateError(f"The detection in {selection.jobs_file.name} is not finished: "
+                            f"{jobs.count(JobState.RUNNING)} jobs running, {jobs.count(JobState.WAITING)} waiting.",
+                            "Run option 7 (or the wait command) with that file, then step 2 again.")
+    return jobs.job_ids
 
 
 def group(app: App) -> int:
-    most = group_step.GroupSettings.workers  # RetrieveDuplicates calls at once; --workers may only lower it
+    most = group_step.GroupSettings.workers  # $batch requests at once; --workers may only lower it
     entity = app.answers.get("entity")
     run = app.folder(create=True)
-    settings = group_step.GroupSettings(entity, app.answers.get("job_id"), app.answers.get("max_duplicates"),
+    job_ids = _group_job_ids(app, app.answers.get("jobs"), entity)
+    settings = group_step.GroupSettings(entity, job_ids, app.answers.get("max_duplicates"),
                                         workers=min(app.options.get("workers") or most, most))
-    app.console.say("Reading the job's duplicates and downloading the records...")
+    app.console.say(f"Reading the duplicates of {len(job_ids)} detection job(s) and downloading the records...")
     result = group_step.run(app.client, run, settings, on_progress=lambda done, total: app.console.progress(
         f"Asked Dataverse for the duplicates of {done}/{total} records", final=done == total))
     s = result.summary
@@ -144,9 +205,11 @@ def group(app: App) -> int:
         "Group sizes: " + ", ".join(f"{k} records: {v}" for k, v in sorted(s.get("size_histogram", {}).items())),
         f"({result.requests} requests to Dataverse)",
     )
-    if result.groups.capped:
-        app.console.say("The job hit the service's 5000-duplicate cap: after merging these, run another job "
-                        "(step 1) to find the rest.")
+    capped = result.groups.capped_jobs
+    if capped:
+        app.console.say(f"{len(capped)} of the {len(job_ids)} jobs hit the service's 5000-duplicate cap "
+                        f"({', '.join(capped)}): run detection again and let it wait (it splits capped jobs), "
+                        "or merge these and run another round to find the rest.")
     app.console.say("Written: " + "; ".join(result.written), "Next: step 3 (Prepare duplicates).")
     return 0
 
