@@ -17,13 +17,15 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from create_detection_job import JOB_DUPLICATE_CAP, JobStatus, job_statuses
 from dataverse import DataverseClient, EntityMetadata, validate_guid
+from dataverse.duplicate_rules import published_rules
 from dataverse.environment import Environment
 from errors import DataverseError, NotFoundError, RunStateError, UsageError, about
+from planning.group_guard import DEFAULT_MAX_GROUP_SIZE, Evidence, flag_groups, gather_evidence
 from planning.grouping import cap_groups, group_id, group_pairs, summary
 from runfolder.folder import RunFolder
 from runfolder.state import DuplicateGroups, Group
@@ -55,6 +57,7 @@ class GroupSettings:
     job_cap: int = JOB_DUPLICATE_CAP
     batch_size: int = BATCH_SIZE
     page_size: int = PAGE_SIZE
+    max_group_size: int = DEFAULT_MAX_GROUP_SIZE   # larger groups are flagged (and left out by step 3)
 
     def __post_init__(self) -> None:
         if isinstance(self.job_ids, str):   # one id is ("id",): a string would read as 36 one-letter ids
@@ -69,6 +72,7 @@ class GroupResult:
     base_only: bool
     requests: int
     written: list[str] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)   # groups of 3+: their pairs and rules (flags)
 
 
 def read_job_rows(client: DataverseClient, job_id: str) -> list[dict]:
@@ -290,14 +294,26 @@ def run(client: DataverseClient, run: RunFolder, settings: GroupSettings,
     groups = _groups_of_existing(members, found)
     for alone in found.difference(i for g in groups for i in g.record_ids):  # its duplicates are gone
         run.record_path(alone).unlink(missing_ok=True)
+    evidence = gather_evidence([g.record_ids for g in groups], pairs, run.read_record,
+                               published_rules(client, settings.entity))
     result = DuplicateGroups(jobs.job_ids[0], settings.entity, groups, len(pairs), bool(jobs.capped),
                              datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), jobs.environment,
-                             job_ids=jobs.job_ids, capped_jobs=tuple(jobs.capped))
+                             job_ids=jobs.job_ids, capped_jobs=tuple(jobs.capped),
+                             max_group_size=settings.max_group_size,
+                             flagged=tuple(flag_groups(evidence, settings.max_group_size)))
     run.write_duplicate_groups(result)
     written = [run.display(run.record_data_dir), run.display(run.duplicate_groups_path)]
     return GroupResult(result, summary([list(g.record_ids) for g in groups], len(pairs)),
                        sum(len(g.record_ids) for g in groups), base_only,
-                       client.stats.requests - requests_before, written)
+                       client.stats.requests - requests_before, written, evidence)
+
+
+def reflag(run: RunFolder, result: GroupResult, max_group_size: int) -> None:
+    """Flag the groups again under another size threshold (the menu asks when large groups exist)."""
+    groups = replace(result.groups, max_group_size=max_group_size,
+                     flagged=tuple(flag_groups(result.evidence, max_group_size)))
+    run.write_duplicate_groups(groups)
+    result.groups = groups
 
 
 def _groups_of_existing(members: list[list[str]], records: set[str]) -> list[Group]:

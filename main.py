@@ -56,6 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--jobs-file", help="group, wait: the jobs file detect wrote (detection_jobs_<entity>.json)")
     p.add_argument("--max", help="max duplicates (group), merges (merge) or merges to undo (undo) to take")
     p.add_argument("--target", help="oldest_record | newest_record | most_complete | most_recently_modified")
+    p.add_argument("--max-group-size", type=_positive, help="group: flag groups with more records (default 10)")
+    p.add_argument("--allow-large-groups", action="store_true", help="prepare: plan groups over --max-group-size")
     p.add_argument("--replan", action=argparse.BooleanOptionalAction, default=None,
                    help="prepare: after step 4 has begun, plan only what is left (from the records as they are now)")
     p.add_argument("--parenting-check", action=argparse.BooleanOptionalAction, default=None)
@@ -129,9 +131,11 @@ def flag_answers(args: argparse.Namespace, work_dir: Path) -> FlagAnswers:
     jobs = JobSelection(jobs_file=(work_dir / args.jobs_file).resolve()) if args.jobs_file else args.job_id
     values = {"entity": args.entity, "view": args.view, "folder": args.folder, "jobs": jobs,
               "max_duplicates": args.max, "max_merges": args.max, "target": args.target,
-              "parenting_checks": args.parenting_check, "max_undo": args.max}
+              "parenting_checks": args.parenting_check, "max_undo": args.max,
+              "max_group_size": str(args.max_group_size) if args.max_group_size else None}
     on = {name for name, flag in (("wait", args.wait), ("yes", args.yes), ("skip", not args.no_skip),
-                                  ("marketing_workaround", args.marketing_workaround), ("note", args.note)) if flag}
+                                  ("marketing_workaround", args.marketing_workaround), ("note", args.note),
+                                  ("allow_large_groups", args.allow_large_groups)) if flag}
     return FlagAnswers(values, work_dir, on)
 
 

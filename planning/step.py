@@ -42,6 +42,7 @@ class PrepareSettings:
     entity: str
     target_strategy: str = "oldest_record"
     replan: bool = False          # step 4 has begun: plan only what is left (from fresh records)
+    allow_large_groups: bool = False   # plan groups over duplicate_groups.json's max_group_size too
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings, *, m
         previous = _check_not_started(run, history, settings)
         notes: list[str] = []
         excluded = _carried_exclusions(run, notes)
-        groups = _without(groups, excluded)
+        groups = _without_large(_without(groups, excluded), settings.allow_large_groups, notes)
         meta = client.entity(settings.entity)
         fetch = _fetcher(client)
         targets: dict[str, str] = {}
@@ -191,6 +192,18 @@ def _carried_exclusions(run: RunFolder, notes: list[str]) -> frozenset[str]:
         notes.append(f"{len(excluded)} records whose rows were deleted from merges.csv stay out of their groups "
                      "(delete the prepare folder to plan them again).")
     return frozenset(excluded)
+
+
+def _without_large(groups: DuplicateGroups, allowed: bool, notes: list[str]) -> DuplicateGroups:
+    """Groups over the size threshold are left out unless the user allows them (the runaway-group guard)."""
+    large = groups.too_large()
+    if not large or allowed:
+        return groups
+    sizes = ", ".join(str(len(g.record_ids)) for g in sorted(large, key=lambda g: -len(g.record_ids))[:10])
+    notes.append(f"{len(large)} groups with more than {groups.max_group_size} records were left out (sizes {sizes}); "
+                 "check them in duplicate_groups.json and rerun step 3 with --allow-large-groups to plan them.")
+    keep = {g.group_id for g in large}
+    return replace(groups, groups=[g for g in groups.groups if g.group_id not in keep])
 
 
 def _without(groups: DuplicateGroups, excluded: frozenset[str]) -> DuplicateGroups:

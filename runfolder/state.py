@@ -3,6 +3,7 @@ the outcomes code decides on (enums: a message is rendered from them for people,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -19,6 +20,40 @@ class Group:
     record_ids: tuple[str, ...]
 
 
+class GroupFlag(StrEnum):
+    """Why step 2 flags a group (planning/group_guard.py)."""
+
+    LARGE = "large"
+    SEVERAL_RULES = "several_rules"
+
+
+@dataclass(frozen=True)
+class FlaggedGroup:
+    """A group step 2 flags, with the pairs that joined it and the rules each pair meets."""
+
+    group_id: str
+    size: int
+    flags: tuple[GroupFlag, ...]
+    pairs: tuple[tuple[str, str, tuple[str, ...]], ...]   # (record, record, names of the rules the pair meets)
+    pairs_total: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"group_id": self.group_id, "size": self.size, "flags": [str(f) for f in self.flags],
+                "pairs_total": self.pairs_total, "pairs": [[a, b, list(r)] for a, b, r in self.pairs]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FlaggedGroup:
+        return cls(str(data["group_id"]), int(data["size"]), tuple(GroupFlag(f) for f in data.get("flags") or ()),
+                   tuple((str(a), str(b), tuple(str(r) for r in rules)) for a, b, rules in data.get("pairs") or ()),
+                   int(data.get("pairs_total") or 0))
+
+    def describe(self) -> str:
+        why = " and ".join({"large": f"{self.size} records", "several_rules": "joined through different rules"}[f]
+                           for f in self.flags)
+        rules = sorted({r for _, _, names in self.pairs for r in names})
+        return f"group {self.group_id}: {why}" + (f" ({', '.join(rules)})" if rules else "")
+
+
 @dataclass
 class DuplicateGroups:
     """group/duplicate_groups.json. `job_id` is the first job; `job_ids` all of them (files from before
@@ -33,6 +68,12 @@ class DuplicateGroups:
     environment: Environment | None = None   # where the records were read (None: a file from before it was kept)
     job_ids: tuple[str, ...] = ()
     capped_jobs: tuple[str, ...] = ()   # the jobs that hit the cap (their results may be incomplete)
+    max_group_size: int = 10            # larger groups are flagged, and step 3 leaves them out unless allowed
+    flagged: tuple[FlaggedGroup, ...] = ()
+
+    def too_large(self) -> list[Group]:
+        """Groups with more records than `max_group_size`."""
+        return [g for g in self.groups if len(g.record_ids) > self.max_group_size]
 
     @property
     def all_job_ids(self) -> tuple[str, ...]:
@@ -43,6 +84,7 @@ class DuplicateGroups:
             "job_id": self.job_id, "job_ids": list(self.all_job_ids), "entity": self.entity, "created": self.created,
             "pairs_read": self.pairs_read, "capped": self.capped, "capped_jobs": list(self.capped_jobs),
             "environment": self.environment.to_json() if self.environment else None,
+            "max_group_size": self.max_group_size, "flagged": [f.to_json() for f in self.flagged],
             "groups": [{"group_id": g.group_id, "records": list(g.record_ids)} for g in self.groups],
         }
 
@@ -56,6 +98,8 @@ class DuplicateGroups:
             created=str(data.get("created", "")), environment=Environment.from_json(data.get("environment")),
             job_ids=tuple(str(j) for j in data.get("job_ids") or ()),
             capped_jobs=tuple(str(j) for j in data.get("capped_jobs") or ()),
+            max_group_size=int(data.get("max_group_size") or 10),
+            flagged=tuple(FlaggedGroup.from_json(f) for f in data.get("flagged") or ()),
         )
 
 

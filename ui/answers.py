@@ -72,6 +72,13 @@ def parse_jobs(answer: str, work_dir: Path) -> JobSelection:
                                       "wrote (detection_jobs_<entity>.json).") from None
 
 
+def parse_size(answer: str) -> int:
+    value = parse_max(answer)
+    if value is None or value < 2:
+        raise UsageError(f"'{answer}' is not a group size.", "Type a whole number of 2 or more, such as 10.")
+    return value
+
+
 def parse_target(answer: str) -> str:
     value = answer.strip().lower()
     if value in TARGET_STRATEGIES:
@@ -108,6 +115,8 @@ def questions(work_dir: Path) -> dict[str, Question]:
         "parenting_checks": Question("Perform parenting checks? (True/False)", parse_yes_no, "True",
                                      "--parenting-check"),
         "max_merges": Question("Maximum number of merges to run now (Enter for all)", parse_max, "", "--max"),
+        "max_group_size": Question("Flag groups with more records than (step 3 leaves them out unless allowed)",
+                                   parse_size, "10", "--max-group-size"),
         "max_undo": Question("Maximum number of merges to undo (Enter for all; the latest first)", parse_max, "",
                              "--max"),
     }

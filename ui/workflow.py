@@ -205,6 +205,7 @@ def group(app: App) -> int:
         "Group sizes: " + ", ".join(f"{k} records: {v}" for k, v in sorted(s.get("size_histogram", {}).items())),
         f"({result.requests} requests to Dataverse)",
     )
+    _guard_large_groups(app, run, result)
     capped = result.groups.capped_jobs
     if capped:
         app.console.say(f"{len(capped)} of the {len(job_ids)} jobs hit the service's 5000-duplicate cap "
@@ -212,6 +213,26 @@ def group(app: App) -> int:
                         "or merge these and run another round to find the rest.")
     app.console.say("Written: " + "; ".join(result.written), "Next: step 3 (Prepare duplicates).")
     return 0
+
+
+def _guard_large_groups(app: App, run: RunFolder, result: group_step.GroupResult) -> None:
+    """Runaway groups: a threshold asked only when some group passes the default; the flagged groups shown."""
+    groups = result.groups
+    if groups.too_large():
+        sizes = sorted((len(g.record_ids) for g in groups.too_large()), reverse=True)
+        app.console.say(f"{len(sizes)} groups have more than {groups.max_group_size} records (largest: {sizes[0]}): "
+                        "a loose rule may have chained unrelated records.")
+        threshold = app.answers.get("max_group_size")
+        if threshold != groups.max_group_size:
+            group_step.reflag(run, result, threshold)
+            groups = result.groups
+    for flagged in groups.flagged[:10]:
+        app.console.say(f"  flagged: {flagged.describe()}")
+    if len(groups.flagged) > 10:
+        app.console.say(f"  ... and {len(groups.flagged) - 10} more flagged groups (duplicate_groups.json lists them)")
+    if groups.too_large():
+        app.console.say(f"Step 3 leaves the {len(groups.too_large())} groups over {groups.max_group_size} records out "
+                        "unless you allow them.")
 
 
 def load_merge_logic() -> ModuleType:
@@ -231,7 +252,14 @@ def prepare(app: App) -> int:
     entity = app.answers.get("entity")
     run = app.folder()
     target = app.answers.get("target")
-    settings = step.PrepareSettings(entity=entity, target_strategy=target, replan=bool(app.options.get("replan")))
+    grouped = run.read_duplicate_groups()
+    large = grouped.too_large()
+    allow = bool(large) and app.answers.confirm(
+        f"{len(large)} groups have more than {grouped.max_group_size} records (largest: "
+        f"{max(len(g.record_ids) for g in large)}), perhaps chained by a loose rule. Plan them anyway?",
+        default=False, flag="allow_large_groups")
+    settings = step.PrepareSettings(entity=entity, target_strategy=target, replan=bool(app.options.get("replan")),
+                                    allow_large_groups=allow)
     try:
         result = prepare_step.run(app.client, run, settings)
     except StepFourStartedError as exc:
