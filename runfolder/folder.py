@@ -115,6 +115,10 @@ class RunFolder:
         return self.update_dir / "journal.jsonl"
 
     @property
+    def report_page(self) -> Path:
+        return self.update_dir / "report.html"
+
+    @property
     def log_path(self) -> Path:
         return self.root / "resolver.log"
 
