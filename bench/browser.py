@@ -9,7 +9,6 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -18,10 +17,19 @@ ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 def find_chromium() -> tuple[str, str] | None:
     """(browser, driver) paths, or None when either is missing."""
-    browser = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver") or (
-        "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
+    browser = _program("CHROMIUM", "chromium", "chromium-browser")
+    driver = _program("CHROMEDRIVER", "chromedriver", "/usr/bin/chromedriver")
     return (browser, driver) if browser and driver else None
+
+
+def _program(variable: str, *names: str) -> str | None:
+    """The program the environment variable names (when set), else the first of `names` found."""
+    chosen = os.environ.get(variable)
+    for name in [chosen] if chosen else names:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
 
 
 @contextmanager
