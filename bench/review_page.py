@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -113,14 +114,17 @@ def bench(merges: int, runs: int, keep: Path | None) -> dict[str, Any]:
     render_s = time.perf_counter() - start
     folder = Path(tempfile.mkdtemp(prefix="bench_review_"))
     page = keep or folder / "review.html"
-    page.write_text(html, encoding="utf-8")
-    size = page.stat().st_size
-    measured = [measure(page, planned[len(planned) // 2].subordinate_name.split()[-1]) for _ in range(runs)]
+    try:
+        page.write_text(html, encoding="utf-8")
+        size = page.stat().st_size
+        measured = [measure(page, planned[len(planned) // 2].subordinate_name.split()[-1]) for _ in range(runs)]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     ready = [m["ready_ms"] for m in measured]
     return {"merges": len(planned), "groups": len({m.group_id for m in planned}),
             "size_mb": round(size / 1e6, 2), "plan_s": round(plan_s, 2), "render_s": round(render_s, 2),
             "ready_ms_median": statistics.median(ready), "ready_ms_max": max(ready), "runs": measured,
-            "page": str(page)}
+            "page": str(keep) if keep else None}
 
 
 def main(argv: list[str] | None = None) -> int:
