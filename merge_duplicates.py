@@ -19,6 +19,7 @@ from merging.outcomes import MergeResult
 from merging.pool import Progress, ProgressCallback
 from merging.runner import MergeRun, TokenStop
 from merging.selection import MergePlan, MergeSettings, select
+from report.outcome_page import write_report_page
 from runfolder.folder import RunFolder
 from runfolder.journal import Journal, read_journal, replay, write_actions
 from runfolder.lock import RunLock
@@ -95,7 +96,8 @@ def _wrap_up(run: RunFolder, journal: Journal, step: MergeRun | None, settings: 
                 journal.append("run_end", ending=ending, counts=step.result.counts())
         finally:
             journal.close()
-        write_actions(run.merge_actions_path, read_journal(run.journal_path), entity=settings.entity)
+        actions = write_actions(run.merge_actions_path, read_journal(run.journal_path), entity=settings.entity)
+        write_report_page(run, actions)
     except (OSError, RunStateError) as exc:
         if ending == "finished":
             raise

@@ -26,6 +26,8 @@ from planning.audit_files import AuditWriter
 from planning.planner import MergeFn, Planner, plan_all
 from planning.preflight import Fetch, PreflightData, gather_by_ids, summarise, with_parents
 from planning.targets import get_strategy
+from report.review_collect import ReviewCollector
+from report.review_page import write_review_page
 from runfolder.folder import RunFolder
 from runfolder.journal import SubordinateHistory, read_journal, replay
 from runfolder.lock import RunLock
@@ -62,6 +64,7 @@ class PrepareResult:
     kept_targets: int = 0                           # with replan: groups whose target was fixed by a merge done
     notes: list[str] = field(default_factory=list)  # lines for the summary (groups left out, ...)
     related_totals: tuple[tuple[str, int], ...] = ()  # related rows the merges will move, per table, most first
+    review_page: Path | None = None                 # prepare/review.html: the plan as a page to review
 
 
 def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings, *, merge_fn: MergeFn,
@@ -94,9 +97,12 @@ def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings, *, m
         header = PlanHeader.new(meta.logical_name, environment, settings.target_strategy, previous, excluded)
         with run.replace_dir(run.prepare_dir) as tmp:
             with AuditWriter(tmp / run.audit_dir.relative_to(run.prepare_dir), first) as audit:
-                merges = plan_all(planner, groups.groups, records, strategy, audit, targets)
+                review = ReviewCollector(audit, first)  # passes every merge's audit rows on to the writer
+                merges = plan_all(planner, groups.groups, records, strategy, review, targets)
             write_plan(tmp / run.plan_path.name, header, merges)
             write_view(tmp / run.merges_csv.name, merges)
+            write_review_page(tmp / run.review_page.name, header, merges, review,
+                              related={m.subordinate_id: dict(m.related) for m in merges if m.related})
     changed = Counter(f for m in merges for f in m.changed_fields)
     return PrepareResult(
         entity=meta.logical_name, groups=len(groups.groups), merges=len(merges),
@@ -106,6 +112,7 @@ def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings, *, m
         not_written=tuple(sorted(planner.dropped.items())), environment=environment,
         already_merged=sum(1 for h in history.values() if h.done), kept_targets=len(targets), notes=notes,
         related_totals=_totals(merges),
+        review_page=run.review_page,
     )
 
 
@@ -130,6 +137,8 @@ def summary_lines(result: PrepareResult) -> list[str]:
         lines.append("Not written (in fields_to_ignore, not valid for update, or not a column; lookups are "
                      "_x_value): " + ", ".join(f"{c} ({n})" for c, n in result.not_written))
     lines.append(f"Written: {result.merges_csv} and {result.audit_files} audit files in {result.audit_dir}.")
+    if result.review_page:
+        lines.append(f"Review the plan in a browser: {result.review_page}")
     return lines
 
 

@@ -123,6 +123,10 @@ class RunFolder:
         return self.update_dir / "undo_actions_made.json"
 
     @property
+    def report_page(self) -> Path:
+        return self.update_dir / "report.html"
+
+    @property
     def log_path(self) -> Path:
         return self.root / "resolver.log"
 
