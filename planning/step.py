@@ -4,7 +4,7 @@ before planning, plan every group with the merge logic of prepare_duplicates.py,
 
 Every read from Dataverse happens before planning starts (table metadata, entity set names, pre-flight
 data); the planning loop itself does no I/O and forks nothing. Audit files are written as merges are
-planned, by a spawned helper process for large runs (`planning.audit_files.AuditWriter`). Step 3 holds the
+planned: their bytes built here, the files created by a few threads (`audit_files.AuditWriter`). Step 3 holds the
 run folder's lock, and once step 4 has begun on a plan it replaces that plan only when asked (`replan`):
 then it plans what is left, from the records as they stand now, and never re-targets a merge that happened.
 """
