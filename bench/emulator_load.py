@@ -1,6 +1,6 @@
 """Load benchmark of the Dataverse emulator: many client threads hammering reads and creates for a few seconds.
 
-    python bench/emulator_load.py [--threads 50] [--seconds 5] [--limits 5,5000,60,52] [--web-servers 1]
+    python -m bench.emulator_load [--threads 50] [--seconds 5] [--limits 5,5000,60,52] [--web-servers 1]
                                   [--json PATH]
 
 The emulator runs in its own process (`python -m dataverse_emulator`, as a user runs it), so the clients'
@@ -34,11 +34,10 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from dataverse_emulator import start_emulator
+from dataverse_emulator.options import Limits
 
-from dataverse_emulator import start_emulator  # noqa: E402 - after the path tweak above
-from dataverse_emulator.options import Limits  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
