@@ -24,6 +24,7 @@ from create_detection_job import JOB_DUPLICATE_CAP, JobStatus, job_statuses
 from dataverse import DataverseClient, EntityMetadata, validate_guid
 from dataverse.duplicate_rules import published_rules
 from dataverse.environment import Environment
+from dataverse.odata import LOOKUP_TABLE
 from errors import DataverseError, NotFoundError, RunStateError, UsageError, about
 from planning.group_guard import DEFAULT_MAX_GROUP_SIZE, Evidence, flag_groups, gather_evidence
 from planning.grouping import cap_groups, group_id, group_pairs, summary
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 Pair = tuple[str, str]
-_LOOKUP_TYPE = "@Microsoft.Dynamics.CRM.lookuplogicalname"
+_LOOKUP_TYPE = LOOKUP_TABLE
 _RETRIEVE = "RetrieveDuplicates(BusinessEntity=@b,MatchingEntityName=@m,PagingInfo=@p)"
 # RetrieveDuplicates calls per $batch. A batch is one request against the 6,000-per-5-minutes limit, so 100
 # calls cost a fiftieth of the requests single calls would, with room for the job rows and record reads

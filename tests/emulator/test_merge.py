@@ -50,7 +50,13 @@ def store_pk(entity: str) -> str:
 
 
 def merge(store: Store, params: dict[str, Any], **faults: Any) -> None:
+    """Run Merge and check that it merged: 204 (None), the subordinate inactive, merged into the target."""
     assert ACTIONS["Merge"](ctx_for(store, **faults), params) is None
+    entity = params["Target"]["@odata.type"][len(T):]
+    pk = store_pk(entity)
+    sub = store.get(entity, params["Subordinate"][pk])
+    assert sub is not None and sub["merged"] is True and sub["statecode"] != 0
+    assert sub["masterid"] == Ref(entity, params["Target"][pk])
 
 
 def refused(store: Store, params: dict[str, Any], **faults: Any) -> ServiceError:
