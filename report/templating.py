@@ -29,9 +29,9 @@ def _environment() -> Environment:
 
 
 def render(template: str, script: str, **context: Any) -> str:
-    """Render `template` with the static script `script` (a file in templates/) inlined and allowed by the
-    page's policy. Everything in `context` is escaped where the template shows it."""
-    code = (TEMPLATES / script).read_text(encoding="utf-8")
+    """Render `template` with the static script `script` (a file in templates/, after common.js) inlined and
+    allowed by the page's policy. Everything in `context` is escaped where the template shows it."""
+    code = "".join((TEMPLATES / name).read_text(encoding="utf-8") for name in ("common.js", script))
     if "</script" in code.lower() or "<!--" in code:
         raise ValueError(f"{script} would end its script element early")  # (our own file: a bug, caught by tests)
     digest = base64.b64encode(hashlib.sha256(code.encode("utf-8")).digest()).decode("ascii")

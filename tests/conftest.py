@@ -5,6 +5,8 @@
 - `make_emulator(**kw)`: start more emulators with any `start_emulator` option; all stop at teardown.
 - `api`: a small requests-based helper bound to `emulator`, with `Authorization: Bearer test-token`.
 - `make_api(handle, token=...)`: the same helper for another emulator or token.
+- `server`: a scriptable HTTP server (script_server.py) for the client's own tests of status codes and
+  transport failures that a faithful emulator never produces on demand.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ import pytest
 import requests
 
 from dataverse_emulator import EmulatorHandle, start_emulator
+
+try:
+    from script_server import ScriptServer
+except ImportError:  # tests/ imported as a package
+    from tests.script_server import ScriptServer
 
 PROXY_VARS = ("http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy",
               "HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE",
@@ -112,3 +119,10 @@ def api(emulator: EmulatorHandle) -> Iterator[Api]:
     helper = Api(emulator)
     yield helper
     helper.close()
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptServer]:
+    s = ScriptServer()
+    yield s
+    s.close()

@@ -55,13 +55,6 @@ def sent_urls(received: Received) -> list[str]:
 
 
 @pytest.fixture
-def server() -> Iterator[ScriptServer]:
-    s = ScriptServer()
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def client(server: ScriptServer) -> Iterator[DataverseClient]:
     class Tokens:
         def get_token(self, *, force_refresh: bool = False) -> str:

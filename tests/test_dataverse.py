@@ -42,13 +42,6 @@ class RecordingTokens:
 
 
 @pytest.fixture
-def server() -> Iterator[ScriptServer]:
-    s = ScriptServer()
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def tokens() -> RecordingTokens:
     return RecordingTokens()
 

@@ -1,5 +1,4 @@
 (function () {
-  "use strict";
   // Renders report.html's table of outcomes from the JSON in #data, a page of rows at a time. Every value is
   // set with textContent (never as HTML).
   var data = JSON.parse(document.getElementById("data").textContent);
@@ -7,15 +6,6 @@
   var VERIFIED = {verified: "verified", mismatch: "mismatch", not_verified: "could not be read back", "": ""};
   var state = {status: "", cls: "", verified: "", query: "", page: 0};
   var visible = null;
-
-  function el(tag, cls, text) {
-    var node = document.createElement(tag);
-    if (cls) { node.className = cls; }
-    if (text !== undefined && text !== null) { node.textContent = String(text); }
-    return node;
-  }
-
-  function add(parent, child) { parent.appendChild(child); return child; }
 
   function matches(r) {
     if (state.status && r.st !== state.status) { return false; }
@@ -108,22 +98,7 @@
   bind("filter-status", "status");
   bind("filter-class", "cls");
   bind("filter-verified", "verified");
-  var search = document.getElementById("filter-search");
-  var timer = null;
-  function onSearch() {
-    clearTimeout(timer);
-    timer = setTimeout(function () {
-      var query = search.value.trim().toLowerCase();
-      if (query !== state.query) {
-        state.query = query;
-        refilter();
-      }
-    }, 150);
-  }
-  search.addEventListener("input", onSearch);
-  search.addEventListener("change", onSearch);
-  state.query = search.value.trim().toLowerCase();
-  document.getElementById("filters").addEventListener("submit", function (e) { e.preventDefault(); });
+  bindSearch(state, refilter);
   render();
   document.body.setAttribute("data-ready-ms", String(Math.round(performance.now())));
 }());

@@ -1,5 +1,4 @@
 (function () {
-  "use strict";
   // Renders the groups of review.html from the JSON in #data, a page of groups at a time. Every value from
   // the plan is set with textContent (never as HTML): a name that looks like markup shows as text.
   var data = JSON.parse(document.getElementById("data").textContent);
@@ -10,15 +9,6 @@
   var state = {verdict: "", field: "", size: "", query: "", all: false, page: 0};
   var visible = null;   // [[group index, [merge index, ...]], ...] for the current filters
   var haystack = null;  // per merge: the lower-case text the search looks in (built on the first search)
-
-  function el(tag, cls, text) {
-    var node = document.createElement(tag);
-    if (cls) { node.className = cls; }
-    if (text !== undefined && text !== null) { node.textContent = String(text); }
-    return node;
-  }
-
-  function add(parent, child) { parent.appendChild(child); return child; }
 
   function searchText() {
     if (!haystack) {
@@ -224,25 +214,10 @@
   bind("filter-verdict", "verdict", "change");
   bind("filter-field", "field", "change");
   bind("filter-size", "size", "change");
-  var search = document.getElementById("filter-search");
-  var timer = null;
-  function onSearch() {
-    clearTimeout(timer);
-    timer = setTimeout(function () {
-      var query = search.value.trim().toLowerCase();
-      if (query !== state.query) {
-        state.query = query;
-        refilter();
-      }
-    }, 150);
-  }
-  search.addEventListener("input", onSearch);
-  search.addEventListener("change", onSearch);
-  state.query = search.value.trim().toLowerCase();
+  bindSearch(state, refilter);
   var all = document.getElementById("show-all");
   all.addEventListener("change", function () { state.all = all.checked; render(); });
   state.all = all.checked;
-  document.getElementById("filters").addEventListener("submit", function (e) { e.preventDefault(); });
   render();
   document.body.setAttribute("data-ready-ms", String(Math.round(performance.now())));
 }());

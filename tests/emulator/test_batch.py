@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
-
-def _request(method: str, url: str, body: dict[str, Any] | None = None, content_id: int | None = None) -> str:
-    head = "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
-    if content_id is not None:
-        head += f"Content-ID: {content_id}\r\n"
-    text = f"{head}\r\n{method} {url} HTTP/1.1\r\n"
-    if body is None:
-        return text + "Accept: application/json\r\n\r\n"
-    return text + "Content-Type: application/json; type=entry\r\n\r\n" + json.dumps(body) + "\r\n"
-
-
-def _changeset(boundary: str, requests: list[str]) -> str:
-    inner = "".join(f"--{boundary}\r\n{r}" for r in requests) + f"--{boundary}--\r\n"
-    return f"Content-Type: multipart/mixed; boundary={boundary}\r\n\r\n{inner}"
-
-
-def _batch(items: list[str], boundary: str = "batch_AAA123") -> tuple[str, dict[str, str]]:
-    body = "".join(f"--{boundary}\r\n{item}" for item in items) + f"--{boundary}--\r\n"
-    return body, {"Content-Type": f'multipart/mixed; boundary="{boundary}"'}
+from tests.emulator.over_http import batch, changeset, http_part
 
 
 def _statuses(text: str) -> list[int]:
@@ -33,15 +14,15 @@ def _statuses(text: str) -> list[int]:
 
 def test_gets_and_a_failing_changeset_create_nothing(api: Any, emulator: Any) -> None:
     rid = api.create("accounts", {"name": "Batch Read"})
-    changeset = _changeset("changeset_BBB456", [
-        _request("POST", "/api/data/v9.2/accounts", {"name": "Batch Atomic 1"}, 1),
-        _request("POST", "/api/data/v9.2/accounts", {"name": "Batch Atomic 2", "nosuch": 1}, 2),
+    cset = changeset("changeset_BBB456", [
+        http_part("POST", "/api/data/v9.2/accounts", {"name": "Batch Atomic 1"}, 1),
+        http_part("POST", "/api/data/v9.2/accounts", {"name": "Batch Atomic 2", "nosuch": 1}, 2),
     ])
-    body, headers = _batch([
-        _request("GET", f"/api/data/v9.2/accounts({rid})?$select=name"),
-        _request("GET", "accounts?$select=name&$filter=name eq 'Batch Read'"),
-        _request("GET", f"{emulator.api_url}WhoAmI"),
-        changeset,
+    body, headers = batch([
+        http_part("GET", f"/api/data/v9.2/accounts({rid})?$select=name"),
+        http_part("GET", "accounts?$select=name&$filter=name eq 'Batch Read'"),
+        http_part("GET", f"{emulator.api_url}WhoAmI"),
+        cset,
     ])
     resp = api.post("$batch", data=body, headers=headers)
     assert resp.status_code == 400
@@ -53,12 +34,12 @@ def test_gets_and_a_failing_changeset_create_nothing(api: Any, emulator: Any) ->
 
 
 def test_changeset_commits_together_with_content_id_references(api: Any, emulator: Any) -> None:
-    changeset = _changeset("cs", [
-        _request("POST", "accounts", {"name": "Batch Parent"}, 1),
-        _request("POST", "contacts", {"lastname": "Batch Child", "parentcustomerid_account@odata.bind": "$1"}, 2),
-        _request("PATCH", "$1", {"telephone1": "555"}, 3),
+    cset = changeset("cs", [
+        http_part("POST", "accounts", {"name": "Batch Parent"}, 1),
+        http_part("POST", "contacts", {"lastname": "Batch Child", "parentcustomerid_account@odata.bind": "$1"}, 2),
+        http_part("PATCH", "$1", {"telephone1": "555"}, 3),
     ])
-    body, headers = _batch([changeset])
+    body, headers = batch([cset])
     resp = api.post("$batch", data=body, headers=headers)
     assert resp.status_code == 200, resp.text
     assert _statuses(resp.text) == [204, 204, 204]
@@ -69,9 +50,9 @@ def test_changeset_commits_together_with_content_id_references(api: Any, emulato
 
 
 def test_continue_on_error_runs_every_part(api: Any) -> None:
-    body, headers = _batch([
-        _request("GET", "nosuchset"),
-        _request("GET", "WhoAmI"),
+    body, headers = batch([
+        http_part("GET", "nosuchset"),
+        http_part("GET", "WhoAmI"),
     ])
     stop = api.post("$batch", data=body, headers=headers)
     assert stop.status_code == 404 and _statuses(stop.text) == [404]
@@ -80,14 +61,14 @@ def test_continue_on_error_runs_every_part(api: Any) -> None:
 
 
 def test_batch_limits_and_malformed_requests(api: Any) -> None:
-    body, headers = _batch([_request("GET", "WhoAmI")] * 1001)
+    body, headers = batch([http_part("GET", "WhoAmI")] * 1001)
     too_many = api.post("$batch", data=body, headers=headers)
     assert too_many.status_code == 400 and "1000" in too_many.json()["error"]["message"]
     assert api.post("$batch", data="x", headers={"Content-Type": "application/json"}).status_code == 400
-    get_in_changeset, headers = _batch([_changeset("cs", [_request("GET", "WhoAmI")])])
+    get_in_changeset, headers = batch([changeset("cs", [http_part("GET", "WhoAmI")])])
     resp = api.post("$batch", data=get_in_changeset, headers=headers)
     assert resp.status_code == 400 and "change set" in resp.text
-    bad_ref, headers = _batch([_changeset("cs", [_request("PATCH", "$9", {"name": "x"}, 1)])])
+    bad_ref, headers = batch([changeset("cs", [http_part("PATCH", "$9", {"name": "x"}, 1)])])
     assert "Content-ID Reference: '$9' does not exist" in api.post("$batch", data=bad_ref, headers=headers).text
 
 
