@@ -123,7 +123,8 @@ class MergeResult:
                       for m in self.mismatches[:10]]
         if self.throttled:
             lines.append(f"Dataverse asked to slow down {self.throttled} times (429); the run waited as told.")
-        lines.append(f"Journal: {self.journal_path}; results: {self.actions_path}")
+        lines.append(f"Journal: {self.journal_path}; results: {self.actions_path} (and report.html beside it, to "
+                     "read in a browser)")
         return lines
 
 

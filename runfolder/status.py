@@ -33,7 +33,23 @@ def describe(run: RunFolder) -> list[str]:
     else:
         lines.append("  step 3: not run yet")
     lines.append(_journal_line(run))
+    undo = _undo_line(run)
+    if undo:
+        lines.append(undo)
     return lines
+
+
+def _undo_line(run: RunFolder) -> str:
+    """Undo's last outcome per merge, from update/undo_journal.jsonl ('' when undo never ran)."""
+    try:
+        events = read_journal(run.undo_journal_path)
+    except RunStateError as exc:
+        return f"  undo: {exc.message}"
+    last = {str(e["subordinate_id"]): str(e.get("status")) for e in events
+            if e.get("event") == "undo_result" and e.get("subordinate_id")}
+    if not last:
+        return ""
+    return "  undo: " + ", ".join(f"{k}: {v}" for k, v in sorted(Counter(last.values()).items()))
 
 
 def _journal_line(run: RunFolder) -> str:

@@ -114,6 +114,8 @@ def test_undo_everything_restores_the_org(demo: tuple[EmulatorHandle, Path]) -> 
         assert row["statecode"] == 0 and row["merged"] is True and row["masterid"].entity == "contact"
     code, out = undo(work)
     assert code == 0 and "Nothing to undo" in out                     # a rerun does nothing twice
+    code, out = cli(work, "status", "--folder", "run")
+    assert code == 0 and f"undo: undone: {len(merged)}" in out, out
 
 
 def test_preview_counts_equal_the_rows_the_merges_move(demo: tuple[EmulatorHandle, Path]) -> None:

@@ -269,8 +269,9 @@ def prepare(app: App) -> int:
         result = prepare_step.run(app.client, run, replace(settings, replan=True))
     for line in step.summary_lines(result):
         app.console.say(line)
-    app.console.say("Nothing was written to Dataverse. Review the audit files, edit the merge logic in "
-                    "prepare_duplicates.py if needed and rerun step 3; then step 4 (Merge duplicates).")
+    app.console.say("Nothing was written to Dataverse. Review the plan (review.html, merges.csv: delete the rows of "
+                    "merges you do not want), edit the merge logic in prepare_duplicates.py and rerun step 3 if "
+                    "needed; then step 4 (Merge duplicates).")
     return 0
 
 
