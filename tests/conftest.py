@@ -16,13 +16,9 @@ from typing import Any
 
 import pytest
 import requests
+from script_server import ScriptServer
 
 from dataverse_emulator import EmulatorHandle, start_emulator
-
-try:
-    from script_server import ScriptServer
-except ImportError:  # tests/ imported as a package
-    from tests.script_server import ScriptServer
 
 PROXY_VARS = ("http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy",
               "HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE",

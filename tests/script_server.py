@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 Reply = tuple[int, dict[str, str], Any]
 DROP = "DROP"
@@ -33,6 +34,10 @@ class Received:
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
+
+    def query(self) -> dict[str, list[str]]:
+        """The query string, parsed (`$filter`, `$select`, ...)."""
+        return parse_qs(urlsplit(self.path).query, keep_blank_values=True)
 
 
 class ScriptServer:

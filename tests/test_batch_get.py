@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from script_server import Received, ScriptServer
 
 from dataverse import ClientSettings, DataverseClient
 from dataverse.batch import BatchFormatError, batch_body, read_batch
 from errors import DataverseError, NotFoundError
-from tests.script_server import Received, ScriptServer
 
 FAST = ClientSettings(connect_timeout=2, read_timeout=5, backoff_base=0.01, max_retries=2, max_retry_after=5)
 

@@ -7,38 +7,20 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
+from builders import FAST, RecordingTokens
+from script_server import DROP, ScriptServer
 
 from dataverse import (
     ClientSettings,
     DataverseClient,
     odata_string,
-    validate_entity_name,
-    validate_guid,
 )
-from errors import DataverseError, NotFoundError, OutcomeUnknownError, UsageError
+from errors import DataverseError, NotFoundError, OutcomeUnknownError
 
-try:
-    from script_server import DROP, Received, ScriptServer
-except ImportError:  # tests/ became a package
-    from tests.script_server import DROP, Received, ScriptServer
-
-FAST = ClientSettings(connect_timeout=2, read_timeout=5, backoff_base=0.01, max_retries=3, max_retry_after=5)
 OK: tuple[int, dict[str, str], dict] = (200, {}, {"value": []})
-class RecordingTokens:
-    """A token provider that records calls; force_refresh hands out the next token."""
-
-    def __init__(self) -> None:
-        self.calls: list[bool] = []
-        self.version = 1
-
-    def get_token(self, *, force_refresh: bool = False) -> str:
-        self.calls.append(force_refresh)
-        if force_refresh:
-            self.version += 1
-        return f"tok-{self.version}"
 
 
 @pytest.fixture
@@ -50,10 +32,6 @@ def tokens() -> RecordingTokens:
 def client(server: ScriptServer, tokens: RecordingTokens) -> Iterator[DataverseClient]:
     with DataverseClient(server.url, tokens, FAST) as c:
         yield c
-
-
-def query(r: Received) -> dict[str, list[str]]:
-    return parse_qs(urlsplit(r.path).query, keep_blank_values=True)
 
 
 def error(status: int, code: str, message: str, **headers: str) -> tuple[int, dict[str, str], dict]:
@@ -99,7 +77,7 @@ def test_get_all_follows_next_link_over_three_pages(server: ScriptServer, client
     assert [r["n"] for r in rows] == [10, 11, 20, 21, 30, 31]
     first, second, third = server.received
     assert "$filter=" in first.path and "$select=n" in first.path
-    assert query(first)["$filter"] == ["name eq 'O''Brien & Co #1 100% é+x=y'"]
+    assert first.query()["$filter"] == ["name eq 'O''Brien & Co #1 100% é+x=y'"]
     assert second.path == "/api/data/v9.2/contacts?$select=n&$skiptoken=%3Ccookie%20page%3D%222%22%2F%3E"
     assert third.path.endswith("page%3D%223%22%2F%3E")
     assert all(r.headers["prefer"] == "odata.maxpagesize=2" for r in server.received)
@@ -230,8 +208,12 @@ def test_token_expiring_during_a_throttle_wait_is_refreshed_again(
     server: ScriptServer, client: DataverseClient, tokens: RecordingTokens
 ) -> None:
     """401, refresh, 429 (a wait the new token may not outlive), 401 again: one more refresh, then success."""
-    server.script(error(401, "", "expired"), error(429, "0x80072322", "Too many.", **{"Retry-After": "0"}),
-                  error(401, "", "expired again"), (200, {}, {"value": []}))
+    server.script(
+        error(401, "", "expired"),
+        error(429, "0x80072322", "Too many.", **{"Retry-After": "0"}),
+        error(401, "", "expired again"),
+        (200, {}, {"value": []}),
+    )
     assert client.get("contacts") == {"value": []}
     assert tokens.calls.count(True) == 2
 
@@ -310,7 +292,7 @@ def test_metadata_is_parsed_and_cached(server: ScriptServer, client: DataverseCl
     paths = [urlsplit(r.path).path for r in server.received]
     assert paths[0] == "/api/data/v9.2/EntityDefinitions(LogicalName='contact')"
     assert paths[2].endswith("/Attributes/Microsoft.Dynamics.CRM.LookupAttributeMetadata")
-    assert query(server.received[1])["$select"] == [
+    assert server.received[1].query()["$select"] == [
         "LogicalName,AttributeType,IsValidForUpdate,IsValidForRead,AttributeOf"
     ]
 
@@ -347,107 +329,12 @@ def test_next_link_to_another_host_is_refused(server: ScriptServer, client: Data
     assert len(server.received) == 1
 
 
-def test_get_many_fetches_records_in_bulk(server: ScriptServer, client: DataverseClient) -> None:
-    ids = [f"00000000-0000-0000-0000-{n:012d}" for n in range(5)]
-
-    def answer(r: Received) -> tuple[int, dict[str, str], dict]:
-        wanted = query(r)["$filter"][0].split("[")[1].rstrip("])").replace("'", "").split(",")
-        return (200, {}, {"value": [{"contactid": i} for i in wanted]})
-
-    server.script(answer, answer, answer)
-    rows = list(
-        client.get_many("contacts", "contactid", [*ids, "{" + ids[0].upper() + "}"], ["fullname"], chunk_size=2)
-    )
-    assert [r["contactid"] for r in rows] == ids
-    assert len(server.received) == 3
-    assert {query(r)["$select"][0] for r in server.received} == {"contactid,fullname"}
-    assert f"Microsoft.Dynamics.CRM.In(PropertyName='contactid',PropertyValues=['{ids[0]}','{ids[1]}'])" in {
-        query(r)["$filter"][0] for r in server.received}
-
-
-def in_ids(r: Received) -> list[str]:
-    return query(r)["$filter"][0].split("[")[1].rstrip("])").replace("'", "").split(",")
-
-
-def test_get_many_reads_chunks_at_once_and_keeps_their_order(server: ScriptServer, tokens: RecordingTokens) -> None:
-    """Each answer waits until all four chunk requests have arrived: sequential reads would never get there."""
-    ids = [f"00000000-0000-0000-0000-{n:012d}" for n in range(8)]
-    all_there = threading.Barrier(4, timeout=10)
-
-    def answer(r: Received) -> tuple[int, dict[str, str], dict]:
-        wanted = in_ids(r)
-        all_there.wait()
-        time.sleep(0.05 * (8 - int(wanted[0][-1])))  # the first chunk answers last
-        return (200, {}, {"value": [{"contactid": i} for i in wanted]})
-
-    server.script(*[answer] * 4)
-    with DataverseClient(server.url, tokens, ClientSettings(read_workers=4)) as c:
-        rows = list(c.get_many("contacts", "contactid", ids, chunk_size=2))
-    assert [r["contactid"] for r in rows] == ids
-
-
-def test_get_many_raises_a_failed_chunk_and_stops(server: ScriptServer, tokens: RecordingTokens) -> None:
-    ids = [f"00000000-0000-0000-0000-{n:012d}" for n in range(40)]
-
-    def answer(r: Received) -> tuple[int, dict[str, str], dict]:
-        wanted = in_ids(r)
-        if wanted[0] == ids[2]:
-            return (400, {}, {"error": {"code": "0x80040203", "message": "bad chunk"}})
-        return (200, {}, {"value": [{"contactid": i} for i in wanted]})
-
-    server.script(*[answer] * 20)
-    with DataverseClient(server.url, tokens, ClientSettings(read_workers=2)) as c, \
-            pytest.raises(DataverseError, match="bad chunk"):
-        list(c.get_many("contacts", "contactid", ids, chunk_size=2))
-    assert len(server.received) < 20  # what was still queued was not sent
-
-
-def test_odata_string() -> None:
-    assert odata_string("O'Brien") == "'O''Brien'"
-    assert odata_string("''") == "''''''"
-    assert odata_string("plain") == "'plain'"
-
-
-@pytest.mark.parametrize("name", ["contact", " new_isvip ", "_x1", "a" * 64])
-def test_validate_entity_name_good(name: str) -> None:
-    assert validate_entity_name(name) == name.strip()
-
-
-@pytest.mark.parametrize(
-    "name", ["", "Contact", "1contact", "contact;drop", "con tact", "a" * 65, "contact\nx", "cöntact"]
-)
-def test_validate_entity_name_bad(name: str) -> None:
-    with pytest.raises(UsageError) as info:
-        validate_entity_name(name)
-    assert "\n" not in info.value.message
-
-
-def test_validate_guid() -> None:
-    guid = "2b6a5c3e-0000-4e1a-9c7d-ABCDEF012345"
-    assert validate_guid(f" {{{guid}}} ") == guid.lower()
-    for bad in ("", "not-a-guid", guid + "0", guid.replace("-", ""), "{" + guid[:-1] + "g}"):
-        with pytest.raises(UsageError):
-            validate_guid(bad)
-
-
 def test_a_next_link_whose_host_differs_only_in_case_is_followed(server: ScriptServer, tokens: RecordingTokens) -> None:
     with DataverseClient(f"http://localhost:{server.port}/", tokens, FAST) as c:
         link = f"http://LocalHost:{server.port}/api/data/v9.2/contacts?$skiptoken=2"
         server.script((200, {}, {"value": [{"a": 1}], "@odata.nextLink": link}), (200, {}, {"value": [{"a": 2}]}))
         assert [r["a"] for r in c.get_all("contacts")] == [1, 2]
     assert server.received[1].path == "/api/data/v9.2/contacts?$skiptoken=2"
-
-
-@pytest.mark.parametrize(("uri", "expected"), [
-    ("HTTPS://Contoso.CRM.dynamics.com:443", "https://contoso.crm.dynamics.com/"),
-    ("https://contoso.crm.dynamics.com/", "https://contoso.crm.dynamics.com/"),
-    ("http://127.0.0.1:80/", "http://127.0.0.1/"),
-    ("http://127.0.0.1:8080", "http://127.0.0.1:8080/"),
-])
-def test_environment_addresses_compare_without_case_or_default_port(uri: str, expected: str) -> None:
-    from dataverse.environment import normalize_uri
-
-    assert normalize_uri(uri) == expected
 
 
 def test_a_token_that_cannot_be_renewed_is_refused_once_then_never_sent_again(server: ScriptServer) -> None:
@@ -461,4 +348,4 @@ def test_a_token_that_cannot_be_renewed_is_refused_once_then_never_sent_again(se
         assert "ACCESS_TOKEN" in info.value.hint
         with pytest.raises(TokenRefusedError):
             c.post("Merge", {"x": 1})
-    assert len(server.received) == 1     # the Merge was never sent with the refused token
+    assert len(server.received) == 1  # the Merge was never sent with the refused token

@@ -127,14 +127,11 @@ def test_duplicate_groups_files_with_one_job_id_still_read() -> None:
 
 def test_a_detection_job_whose_answer_was_lost_is_started_again() -> None:
     """BulkDetectDuplicates changes no records: when its answer is lost, sending it again is safe."""
+    from script_server import DROP, ScriptServer
+
     import create_detection_job as detect
     from auth import StaticTokenProvider
     from dataverse import ClientSettings
-
-    try:
-        from script_server import DROP, ScriptServer
-    except ImportError:  # pragma: no cover
-        from tests.script_server import DROP, ScriptServer
     server = ScriptServer()
     try:
         server.script(DROP, (200, {}, {"JobId": "00000000-0000-0000-0000-0000000000aa"}))
