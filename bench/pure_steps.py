@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -198,6 +199,10 @@ def _step_child(subordinates: int, seed: int) -> dict[str, Any]:
         run.write_duplicate_groups(DuplicateGroups(job_id="bench", entity="contact", pairs_read=records,
                                                    groups=groups))
         client = DataverseClient(url, StaticTokenProvider("bench"))
+        # step 2 wrote the record files long before step 3 runs: flush this setup's writes (and the last run's
+        # deletions) now, or the disk's write-back of them slows the measured step's file creation
+        if hasattr(os, "sync"):
+            os.sync()
         rss_before = _peak_kb()
         start = time.perf_counter()
         result = prepare_run(client, run, PrepareSettings("contact"))

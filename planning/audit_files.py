@@ -70,9 +70,12 @@ def audit_columns(rows: AuditRows, first: Sequence[str] = ()) -> list[str]:
     return leading + sorted(present.difference(leading))
 
 
-def audit_table(rows: AuditRows, first: Sequence[str] = ()) -> tuple[list[str], list[list[str]]]:
-    """Header and the four labelled rows of one audit CSV."""
-    columns = audit_columns(rows, first)
+def audit_table(rows: AuditRows, first: Sequence[str] = (),
+                columns: Sequence[str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """Header and the four labelled rows of one audit CSV (`columns`: `audit_columns(rows, first)` when the
+    caller has it already)."""
+    if columns is None:
+        columns = audit_columns(rows, first)
     body = []
     plain, formula = str, _FORMULA_FIRST
     for label, view in zip(AUDIT_LABELS, rows.views(), strict=True):
@@ -137,10 +140,10 @@ class AuditWriter:
             worker.start()
         return self
 
-    def add(self, rows: AuditRows) -> None:
-        """Queue one subordinate's audit file."""
+    def add(self, rows: AuditRows, columns: Sequence[str] | None = None) -> None:
+        """Queue one subordinate's audit file (`columns`: its `audit_columns`, when the caller has them)."""
         path = os.path.join(self.folder, audit_file_name(rows.subordinate_id))  # refuses a bad id here
-        self._batch.append((path, audit_csv_bytes(*audit_table(rows, self.first))))
+        self._batch.append((path, audit_csv_bytes(*audit_table(rows, self.first, columns))))
         self.written += 1
         if len(self._batch) >= self._batch_size:
             self._hand_over()

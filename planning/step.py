@@ -99,10 +99,11 @@ def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings, *, m
             with AuditWriter(tmp / run.audit_dir.relative_to(run.prepare_dir), first) as audit:
                 review = ReviewCollector(audit, first)  # passes every merge's audit rows on to the writer
                 merges = plan_all(planner, groups.groups, records, strategy, review, targets)
-            write_plan(tmp / run.plan_path.name, header, merges)
-            write_view(tmp / run.merges_csv.name, merges)
-            write_review_page(tmp / run.review_page.name, header, merges, review,
-                              related={m.subordinate_id: dict(m.related) for m in merges if m.related})
+                # while the writer's threads still create audit files: the plan and its two views
+                write_plan(tmp / run.plan_path.name, header, merges)
+                write_view(tmp / run.merges_csv.name, merges)
+                write_review_page(tmp / run.review_page.name, header, merges, review,
+                                  related={m.subordinate_id: dict(m.related) for m in merges if m.related})
     changed = Counter(f for m in merges for f in m.changed_fields)
     return PrepareResult(
         entity=meta.logical_name, groups=len(groups.groups), merges=len(merges),

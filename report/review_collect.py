@@ -17,14 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2.utils import htmlsafe_json_dumps
+import orjson
 from markupsafe import Markup
 
-from planning.audit_files import AuditRows, audit_columns
-from planning.planner import AuditSink
+from planning.audit_files import AuditRows, AuditWriter, audit_columns
 
 DETAIL_LIMIT = 20_000
-JSON_STYLE: dict[str, Any] = {"ensure_ascii": False, "separators": (",", ":")}
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,7 @@ class ReviewCollector:
     rows on to `sink` (the audit writer). `first`: the columns listed first and always shown (primary id and
     name)."""
 
-    def __init__(self, sink: AuditSink | None = None, first: Sequence[str] = (), *,
+    def __init__(self, sink: AuditWriter | None = None, first: Sequence[str] = (), *,
                  limit: int = DETAIL_LIMIT) -> None:
         self._sink = sink
         self.first, self.limit = tuple(first), limit
@@ -71,10 +69,11 @@ class ReviewCollector:
             self.columns(column)
 
     def add(self, rows: AuditRows) -> None:
+        columns = audit_columns(rows, self.first)  # once for both: the audit file and the page
         if self._sink is not None:
-            self._sink.add(rows)
+            self._sink.add(rows, columns)
         if len(self.details) < self.limit:
-            self.details[rows.subordinate_id] = detail_json(compact(rows, self.first), self.columns)
+            self.details[rows.subordinate_id] = detail_json(compact(rows, self.first, columns), self.columns)
             return
         self.omitted += 1
         found = emails(rows)
@@ -98,9 +97,10 @@ def shown(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
-def compact(rows: AuditRows, first: Sequence[str] = ()) -> MergeDetail:
-    """One merge's `MergeDetail` (the columns in the audit CSV's order)."""
-    columns = tuple(audit_columns(rows, first))
+def compact(rows: AuditRows, first: Sequence[str] = (), columns: Sequence[str] | None = None) -> MergeDetail:
+    """One merge's `MergeDetail` (the columns in the audit CSV's order: `audit_columns(rows, first)`, passed in
+    when the caller has them)."""
+    columns = tuple(audit_columns(rows, first) if columns is None else columns)
     target = tuple(map(shown, map(rows.target.get, columns)))
     after_values = map(shown, map(rows.target_after_merge.get, columns))
     writes = rows.merge_function
@@ -113,8 +113,12 @@ def compact(rows: AuditRows, first: Sequence[str] = ()) -> MergeDetail:
 def detail_json(detail: MergeDetail, columns: Names) -> Markup:
     """The detail as the page's script reads it ({c: column positions, s, t: values, w, a: position -> value}),
     as JSON that is safe inside a script element (`<`, `>`, `&`, `'` escaped, as Jinja2's tojson does)."""
-    return htmlsafe_json_dumps({"c": list(map(columns, detail.columns)), "s": detail.subordinate,
-                                "t": detail.target, "w": detail.writes, "a": detail.after}, **JSON_STYLE)
+    data = {"c": list(map(columns, detail.columns)), "s": detail.subordinate, "t": detail.target,
+            "w": detail.writes, "a": detail.after}
+    text = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
+    # escaped as Jinja2's htmlsafe_json_dumps (its tojson filter) escapes, so it is safe inside a script element
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+                  .replace("'", "\\u0027"))
 
 
 def emails(rows: AuditRows) -> tuple[str, ...]:

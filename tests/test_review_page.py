@@ -20,7 +20,7 @@ from dataverse import Environment
 from dataverse_emulator import EmulatorHandle
 from merging.failure_classes import HINTS, FailureClass
 from planning import step
-from planning.audit_files import AuditRows
+from planning.audit_files import AuditRows, AuditWriter
 from planning.planner import Planner, plan_all
 from planning.preflight import SEVERITY, PreflightData
 from planning.targets import get_strategy
@@ -139,17 +139,14 @@ def test_large_runs_keep_values_for_the_first_merges_only() -> None:
     assert "e" not in data["merges"][0]                                   # (the script finds it in the values)
 
 
-def test_the_collector_hands_every_merge_on_to_the_audit_writer() -> None:
-    seen: list[str] = []
-
-    class Sink:
-        def add(self, rows: AuditRows) -> None:
-            seen.append(rows.subordinate_id)
-
-    collector = ReviewCollector(Sink(), limit=1)
-    for sub in (S1, S2):
-        collector.add(AuditRows(sub, {"contactid": sub}, {"contactid": T}, {}, {"contactid": T}))
-    assert seen == [S1, S2] and list(collector.details) == [S1]
+def test_the_collector_hands_every_merge_on_to_the_audit_writer(tmp_path: Path) -> None:
+    with AuditWriter(tmp_path, ["contactid"]) as writer:
+        collector = ReviewCollector(writer, ["contactid"], limit=1)
+        for sub in (S1, S2):
+            collector.add(AuditRows(sub, {"contactid": sub}, {"contactid": T}, {}, {"contactid": T}))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{S1}.csv", f"{S2}.csv"])
+    assert (tmp_path / f"{S2}.csv").read_text("utf-8-sig").splitlines()[0] == "row,contactid"
+    assert list(collector.details) == [S1]
 
 
 def test_every_failing_preflight_code_names_a_failure_class() -> None:
@@ -185,3 +182,19 @@ def test_an_empty_plan_still_makes_a_page() -> None:
     page = render_review_page(HEADER, [], ReviewCollector())
     assert re.search(r'id="count-merges">0<', page) and "Nothing predicts a refusal." in page
     assert page_data(page)["merges"] == [] and page_data(page, "details") == []
+
+
+def test_merge_detail_json_is_what_jinja2s_tojson_writes() -> None:
+    """detail_json writes with orjson (a third of the time): the text must be exactly Jinja2's, escapes included."""
+    from jinja2.utils import htmlsafe_json_dumps
+
+    from report.review_collect import MergeDetail, Names, detail_json
+
+    detail = MergeDetail(("fullname", "description", "x"), ("<script>alert('x')</script> & é\u2028", "\t=1", None),
+                         (None, '"quoted"\\n', "1"), {0: "w", 2: None}, {1: "z"})
+    mine, theirs = Names(), Names()
+    expected = htmlsafe_json_dumps({"c": list(map(theirs, detail.columns)), "s": detail.subordinate,
+                                    "t": detail.target, "w": detail.writes, "a": detail.after},
+                                   ensure_ascii=False, separators=(",", ":"))
+    assert str(detail_json(detail, mine)) == str(expected)
+    assert "<" not in str(expected) and "\\u003cscript" in str(expected)
