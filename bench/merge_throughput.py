@@ -138,12 +138,13 @@ def measure(setup: Setup, config: Config) -> dict[str, Any]:
             t, cpu = time.monotonic(), time.process_time()
             result = md.run(client, run, plan, settings, on_progress=progress, seed=setup.seed)
             elapsed, cpu = time.monotonic() - t, time.process_time() - cpu
-            requests = client.stats.requests
+            requests, request_429s = client.stats.requests, client.stats.throttled_requests
         events = read_journal(run.journal_path)
         pipe.send("stop")
         server = pipe.recv()
     figures = _figures(events, result, elapsed, setup.window, peak, len(planned))
-    figures.update(server, requests=requests, name=config.name, tool_cpu_s=round(cpu, 2),
+    figures.update(server, requests=requests, request_429s=request_429s, batches=result.batches,
+                   batched=result.batched, name=config.name, tool_cpu_s=round(cpu, 2),
                    ceiling_per_s=round(setup.ceiling(1 if config.keep_cookie else setup.web_servers), 2))
     figures["ratio_to_ceiling"] = round(figures["sustained_per_s"] / figures["ceiling_per_s"], 3)
     figures["timeline"] = timeline  # (s, done, concurrency limit, in flight, 429s so far) every half second
@@ -171,7 +172,8 @@ def _figures(events: list[dict[str, Any]], result: md.MergeResult, elapsed: floa
 
 def configs(args: argparse.Namespace, setup: Setup) -> list[Config]:
     """The runs the flags ask for: the tool's default first, then the comparisons."""
-    merges = args.merges or max(200, round(setup.ceiling(setup.web_servers) * setup.window * 3.5))
+    default = max(200, round(setup.ceiling(setup.web_servers) * setup.window * 3.5))  # 3.5 windows at the ceiling
+    merges = args.merges or default
     base: dict[str, Any] = {"workers": args.workers}
     if args.no_snapshots:
         base["snapshots"] = False
@@ -185,9 +187,10 @@ def configs(args: argparse.Namespace, setup: Setup) -> list[Config]:
     if "snapshots" in compare:
         runs.append(Config("no snapshots" if not args.no_snapshots else "snapshots", merges,
                            {**base, "snapshots": args.no_snapshots}))
-    if "batch" in compare:
-        other = 1 if args.batch_size not in (None, 1) else (args.batch_size_compare or 10)
-        runs.append(Config("single" if other == 1 else f"batch {other}", merges, {**base, "batch_size": other}))
+    if "batch" in compare:  # against one request per merge (or, when that is the tool run, batches)
+        other = (args.batch_size_compare or 10) if args.batch_size == 1 else 1
+        runs.append(Config("single" if other == 1 else f"batch {other}", min(merges, default) if other == 1 else merges,
+                           {**base, "batch_size": other}))
     if "cookie" in compare:
         one = max(200, round(setup.ceiling(1) * setup.window * 3.5))
         runs.append(Config("cookie", min(merges, one), base, keep_cookie=True))
@@ -206,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--web-servers", type=int, default=1, help="web servers, each with its own limits (default 1)")
     ap.add_argument("--workers", type=int, help="step 4's --workers (default: the tool's)")
     ap.add_argument("--batch-size", type=int, help="merges per $batch request (default: the tool's)")
-    ap.add_argument("--batch-size-compare", type=int, help="the batch size of --compare batch (default 10)")
+    ap.add_argument("--batch-size-compare", type=int,
+                    help="with --batch-size 1, the batch size of --compare batch (default 10)")
     ap.add_argument("--no-snapshots", action="store_true", help="step 4 without its undo snapshots")
     ap.add_argument("--compare", default="sequential",
                     help=f"comma-separated extra runs: {', '.join(COMPARISONS)} (default sequential; '' for none)")

@@ -2,13 +2,14 @@
 merges of different workers in one `$batch` (issue 16).
 
 Dataverse allows each user 6,000 requests and 1,200 s of server time per 5 minutes (per web server): 0.2 s of
-server time per request. A Merge that takes less than that exhausts the request count first, and a `$batch`
-counts once against it (its parts' server time all counts). So, with the default `batch_size` (None), merges
-go one request each until Dataverse answers a 429 saying the number of requests is the limit (0x80072322);
-from then on the merges that workers are sending at the same moment travel together, up to 10 per batch
-(Microsoft: "start with a small batch size of 10"), fewer when Merges are slower (a batch carries about 0.25 s of
-server time: enough that server time, not the request count, binds, short enough that the batches in
-flight keep the service busy). `batch_size=1` never batches; `batch_size=N` always sends N at a time.
+server time per request. Merges quicker than that use up the request count first, and a `$batch` counts once
+against it (its parts' server time all counts). So, with the default `batch_size` (None), the merges that
+workers are sending at the same moment travel together once Merges prove quick: a batch carries about 0.25 s
+of Merges (their round trips, latency included, measured as the run goes), at most 10 (Microsoft: "start with
+a small batch size of 10"). A Merge that takes 0.25 s or more goes alone, since there the execution time
+binds first, and a batch would only make its merges wait for each other. (Waiting for the 429 that says the
+request count is the limit would come too late: by then the whole window's requests are spent, and its
+Retry-After runs for minutes.) `batch_size=1` never batches; `batch_size=N` always sends N at a time.
 
 Nothing changes for the journal: each worker journals its merge's snapshot and `sending` line before handing
 the merge here, so every merge of a batch is on disk before the batch is posted; each change set's answer is
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 
 MAX_SIZE = 10           # merges per $batch when the size is decided here
 TARGET_BATCH_S = 0.25   # server time one batch should carry: size = this / one Merge's time
-LINGER_S = 0.05         # how long a merge waits for others to join its batch before it goes with fewer
+LINGER_S = 0.1          # how long a merge waits for others to join its batch (about the time between two
+                        # batches coming back, whose workers fill the next) before it goes with fewer
 _SMOOTHING = 0.2        # weight of the newest Merge time in its running average
 
 
@@ -66,7 +68,7 @@ class MergeSender:
         """How many merges go in one request now."""
         if self._fixed is not None:
             return self._fixed
-        if not self._client.stats.throttled_requests or not self._merge_s:
+        if not self._merge_s:
             return 1
         return max(1, min(MAX_SIZE, int(TARGET_BATCH_S / self._merge_s)))
 

@@ -1,7 +1,7 @@
 """Merges in `$batch` (issue 16.4): the change-set wire format, DataverseClient.batch_post against a scripted
 server (a part's refusal, a throttled part, an answer that stops early), and step 4 with batches against the
 emulator over HTTP: everything merged once, one refused merge failing only itself, a lost batch answer settled
-merge by merge, a throttled batch sent again whole, and the switch to batches when the request count binds."""
+merge by merge, a throttled batch sent again whole, and batches for quick merges only."""
 
 from __future__ import annotations
 
@@ -143,18 +143,19 @@ def test_a_5xx_part_or_a_part_left_unanswered_is_unknown(server: ScriptServer, c
     assert all(isinstance(a, DataverseError) and not isinstance(a, OutcomeUnknownError) for a in refused)
 
 
-def test_the_sender_decides_the_size_from_what_dataverse_says(client: DataverseClient) -> None:
+def test_the_sender_sizes_batches_from_how_long_merges_take(client: DataverseClient) -> None:
     sender = MergeSender(client)
     assert sender.size() == 1                       # nothing known yet: one request per merge
     sender._observe(0.02, 1, client.stats.throttled)
-    assert sender.size() == 1                       # quick merges, but the request count never bound
-    client.stats.note_throttle("0x80072322")
-    assert sender.size() == 10                      # now it binds: batches of at most 10
+    assert sender.size() == 10                      # quick merges: batches of at most 10
     sender._observe(1.0, 10, client.stats.throttled)
-    assert 1 < sender.size() < 10                   # slower merges: fewer per batch
+    assert 1 < sender.size() < 10                   # slower ones: fewer per batch (about 0.25 s of them)
     for _ in range(30):
-        sender._observe(0.5, 1, client.stats.throttled)
-    assert sender.size() == 1                       # Merges that take 0.25 s or more go alone
+        sender._observe(0.3, 1, client.stats.throttled)
+    assert sender.size() == 1                       # Merges of 0.25 s or more go alone: time binds, not requests
+    client.stats.add(throttled=1)
+    sender._observe(60.0, 1, client.stats.throttled - 1)
+    assert sender._merge_s is not None and sender._merge_s < 1  # a round trip that waited out a 429 is not learnt
     assert MergeSender(client, 1).size() == 1 and MergeSender(client, 7).size() == 7
     with pytest.raises(ValueError):
         MergeSender(client, 0)
@@ -257,17 +258,15 @@ def test_dropped_batches_and_throttling_still_merge_everything_once(make_emulato
     assert client.stats.throttled > 0 and dv.store.counters.throttled > 0  # batches were refused and sent again
 
 
-def test_batches_start_when_the_request_count_binds(make_emulator: Callable[..., EmulatorHandle],
-                                                    tmp_path: Path) -> None:
-    limits = Limits(window_s=1, max_requests=15, max_exec_s=100, max_concurrent=52)
-    dv = make_emulator("empty", merge_ms=2, limits=limits)
-    planned = seed_groups(dv.store, 60, 1)
-    client = DataverseClient(dv.url, StaticTokenProvider("t"), FAST)
-    result = run_step(dv, tmp_path / "run", planned, client=client, snapshots=False, verify_first=0,
-                      verify_sample=0.0)
-    assert result.merged == 60 and client.stats.throttled_requests > 0
+@pytest.mark.parametrize(("merge_ms", "batched"), [(2, True), (300, False)])
+def test_quick_merges_go_in_batches_slow_ones_alone(make_emulator: Callable[..., EmulatorHandle], tmp_path: Path,
+                                                    merge_ms: int, batched: bool) -> None:
+    dv = make_emulator("empty", merge_ms=merge_ms)
+    planned = seed_groups(dv.store, 40, 1)
+    result = run_step(dv, tmp_path / "run", planned, snapshots=False)
+    assert result.merged == 40
     singles, batches = merge_posts(dv)
-    assert singles >= 1 and batches >= 1 and result.batched == 60 - singles
+    assert singles >= 1 and (batches >= 1) is batched and result.batched == 40 - singles
     assert_all_merged_once(dv, planned)
 
 
