@@ -1,10 +1,13 @@
-"""The `$batch` wire format for GET requests: the multipart body to send and the answers to read back.
+"""The `$batch` wire format: the multipart body to send and the answers to read back.
 
 Pure (no I/O). Microsoft's format (execute-batch-operations-using-web-api.md, OData 4.0 section 11.7):
 each request is a part with `Content-Type: application/http` and `Content-Transfer-Encoding: binary`,
 holding a request line and headers; the answer is `multipart/mixed` with one part per request, in order,
-each holding a status line, headers and a body. GET requests cannot go in change sets, so neither the
-body sent nor the answer read here has any.
+each holding a status line, headers and a body. GET requests cannot go in change sets (`batch_body`).
+Writes go one per change set (`changeset_body`): a change set is one transaction, so a refused request
+undoes nothing but itself. A change set that succeeded is answered by a nested `multipart/mixed` holding its
+answers; one that failed by its failing request's answer alone, as a plain part (`read_batch` gives each
+change set's one answer either way).
 """
 
 from __future__ import annotations
@@ -41,8 +44,43 @@ def batch_body(urls: Sequence[str], headers: Mapping[str, str] | None = None) ->
     return body.encode("utf-8"), f"multipart/mixed; boundary={boundary}"
 
 
-def read_batch(content_type: str, body: bytes) -> list[BatchAnswer]:
-    """The inner responses of a $batch answer, in order. BatchFormatError when it cannot be read."""
+def changeset_body(requests: Sequence[tuple[str, str, bytes]]) -> tuple[bytes, str]:
+    """The multipart body holding each `(method, absolute URL, JSON body)` in a change set of its own, and its
+    Content-Type header value. Each request's Content-ID is its position, from 1."""
+    boundary = f"batch_{uuid.uuid4()}"
+    parts = []
+    for n, (method, url, data) in enumerate(requests, start=1):
+        changeset = f"changeset_{uuid.uuid4()}"
+        parts.append(
+            f"--{boundary}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"
+            f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
+            f"Content-ID: {n}\r\n\r\n{method} {url} HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n"
+            f"Accept: application/json\r\n\r\n".encode() + data + f"\r\n--{changeset}--\r\n".encode())
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, f"multipart/mixed; boundary={boundary}"
+
+
+def read_batch(content_type: str, body: bytes, *, changesets: bool = False) -> list[BatchAnswer]:
+    """The inner responses of a $batch answer, in order: one per request, or with `changesets` one per change
+    set of one request (its answer, whether it came nested or alone). BatchFormatError when it cannot be read."""
+    pieces = _pieces(content_type, body)
+    answers = []
+    for piece in pieces:
+        mime, rest = _split_head(piece.lstrip(b"\r\n"))
+        if not mime.get("content-type", "").lower().startswith("multipart/"):
+            answers.append(_answer(rest))
+        elif not changesets:
+            raise BatchFormatError("a change set in the answer to a batch of GET requests")
+        else:
+            inner = _pieces(mime["content-type"], rest)
+            if len(inner) != 1:
+                raise BatchFormatError(f"a change set answered with {len(inner)} parts, not 1")
+            answers.append(_answer(_split_head(inner[0].lstrip(b"\r\n"))[1]))
+    return answers
+
+
+def _pieces(content_type: str, body: bytes) -> list[bytes]:
+    """The parts of a multipart/mixed document (each with its MIME headers)."""
     match = _BOUNDARY.search(content_type or "")
     if not (content_type or "").lower().startswith("multipart/mixed") or match is None:
         raise BatchFormatError(f"the answer is {content_type or 'untyped'}, not multipart/mixed")
@@ -50,14 +88,11 @@ def read_batch(content_type: str, body: bytes) -> list[BatchAnswer]:
     pieces = body.split(delimiter)
     if len(pieces) < 2 or not pieces[-1].startswith(b"--"):
         raise BatchFormatError("the answer ends before its closing boundary")
-    return [_answer(piece) for piece in pieces[1:-1]]
+    return pieces[1:-1]
 
 
-def _answer(piece: bytes) -> BatchAnswer:
-    """One part: MIME headers, a blank line, then the HTTP response (status line, headers, blank, body)."""
-    mime, http = _split_head(piece.lstrip(b"\r\n"))
-    if mime.get("content-type", "").lower().startswith("multipart/"):
-        raise BatchFormatError("a change set in the answer to a batch of GET requests")
+def _answer(http: bytes) -> BatchAnswer:
+    """One part's HTTP response (status line, headers, blank, body), after its MIME headers."""
     head, body = _split_block(http.lstrip(b"\r\n"))
     lines = head.split(b"\n")
     status = _STATUS_LINE.match(lines[0].strip())

@@ -17,13 +17,13 @@ from itertools import islice
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from dataverse.batch import BatchAnswer, BatchFormatError, batch_body, read_batch
+from dataverse.batch import BatchAnswer, BatchFormatError, batch_body, changeset_body, read_batch
 from dataverse.environment import Environment, normalize_uri
 from dataverse.metadata import AttributeMetadata, EntityMetadata
 from dataverse.odata import odata_string, validate_entity_name, validate_guid
 from dataverse.requester import API_PATH, DEFAULT_SETTINGS, Call, ClientSettings, Requester
 from dataverse.transport import error_text, prefer, retry_after_seconds
-from errors import DataverseError, NotFoundError
+from errors import DataverseError, NotFoundError, OutcomeUnknownError
 
 if TYPE_CHECKING:
     from auth import TokenProvider
@@ -34,6 +34,8 @@ _ENTITY_ID = re.compile(r"\(([0-9a-fA-F-]{36})\)\s*$")
 _MAX_URL = 32_000  # Dataverse refuses GET URLs over 32,768 characters
 MAX_BATCH = 1000  # requests in one $batch (Microsoft's documented limit)
 _TRANSIENT = frozenset({502, 503, 504})
+# a $batch refused as a whole (malformed, too large) is read here too; 401 and 429 stay with request()'s retries
+_BATCH_ANSWERS = (200, *(s for s in range(400, 500) if s not in (401, 429)))
 
 __all__ = ["API_PATH", "DEFAULT_SETTINGS", "ClientSettings", "DataverseClient"]
 
@@ -171,6 +173,66 @@ class DataverseClient(Requester):
             self._retry_batch(call, again, urls[answers.index(again)])
         return [self._part_result(url, answer, return_errors) for url, answer in zip(urls, answers, strict=True)]
 
+    def batch_post(self, path: str, bodies: Sequence[Any]) -> list[Any]:
+        """POST `path` once per body inside one `$batch`, each in a change set of its own (a change set is one
+        transaction: a refused request undoes no other), with `Prefer: odata.continue-on-error` so that every
+        change set answers. The batch counts once against the request-count limit; its parts' server time all
+        counts. Returns, per body, the answer's JSON (None for 204) or the DataverseError a single POST would
+        have raised: OutcomeUnknownError for a 5xx (it may have run) or a change set the answer leaves out.
+
+        Never sent again blindly (issue 16): a 429 on the batch (none of it ran) is waited out and the batch
+        sent again, as `request()` does; parts answered 429 (they did not run) go again in a batch of their
+        own. A batch whose answer is lost (dropped, timed out, 5xx, unreadable) raises OutcomeUnknownError:
+        which parts ran is unknown, and the caller asks Dataverse about each."""
+        if len(bodies) > MAX_BATCH:
+            raise ValueError(f"a $batch holds at most {MAX_BATCH} requests, not {len(bodies)}")
+        url = self._url(path, None)
+        call = Call(method="POST", url=url, short=path, what=f"POST {path}", safe=False)
+        results: list[Any] = [None] * len(bodies)
+        todo = list(range(len(bodies)))
+        while todo:
+            data, content_type = changeset_body(
+                [("POST", url, jsonlib.dumps(bodies[i], ensure_ascii=False).encode("utf-8")) for i in todo])
+            response = self.request("POST", "$batch", data=data, expected=_BATCH_ANSWERS, safe_to_retry=False,
+                                    headers={"Content-Type": content_type, "Prefer": "odata.continue-on-error"})
+            answers = self._changeset_answers(call, response, len(todo))
+            throttled = [(i, a) for i, a in zip(todo, answers, strict=True) if isinstance(a, BatchAnswer)
+                         and a.status == 429]
+            for i, answer in zip(todo, answers, strict=True):
+                results[i] = answer if not isinstance(answer, BatchAnswer) else self._post_result(call, answer)
+            todo = [i for i, _ in throttled]
+            if throttled:
+                self._retry_batch(call, throttled[0][1], url, "POST")
+        return results
+
+    def _changeset_answers(self, call: Call, response: Any, count: int) -> list[BatchAnswer | DataverseError]:
+        """Each change set's answer, or the error that stands for it."""
+        if response.status_code != 200 and not response.headers.get("Content-Type", "").startswith("multipart/"):
+            refused = self._error(call, response)  # the batch was refused as a whole: none of it ran
+            return [refused] * count
+        try:
+            answers: list[BatchAnswer | DataverseError] = list(
+                read_batch(response.headers.get("Content-Type", ""), response.content, changesets=True))
+        except BatchFormatError as exc:
+            raise OutcomeUnknownError(f"Dataverse answered {count} x {call.what} in a $batch with a document that "
+                                      f"cannot be read ({exc}): the outcome is unknown.", status=200) from None
+        if len(answers) > count:
+            raise OutcomeUnknownError(f"Dataverse answered {len(answers)} change sets of the {count} in a $batch: "
+                                      "the outcome is unknown.", status=200)
+        missing = OutcomeUnknownError(f"Dataverse's answer to a $batch of {count} x {call.what} stops before this "
+                                      "one: its outcome is unknown.", status=response.status_code)
+        return answers + [missing] * (count - len(answers))
+
+    def _post_result(self, call: Call, answer: BatchAnswer) -> Any:
+        """A change set's answer: its JSON (None when empty), or the error a single POST would have raised."""
+        if answer.status < 400:
+            try:
+                return jsonlib.loads(answer.body) if answer.body.strip() else None
+            except ValueError:
+                return None   # it ran; an unreadable body does not undo that
+        code, message = error_text(answer.body.decode("utf-8", "replace"))
+        return self._make_error(call, answer.status, code, message, answer.headers, unknown=answer.status >= 500)
+
     def entity(self, logical_name: str) -> EntityMetadata:
         """A table's metadata, fetched once per table and cached (thread-safe)."""
         name = validate_entity_name(logical_name)
@@ -214,21 +276,22 @@ class DataverseClient(Requester):
 
     # -- internals ---------------------------------------------------------------------------------------
 
-    def _retry_batch(self, call: Call, answer: BatchAnswer, url: str) -> None:
+    def _retry_batch(self, call: Call, answer: BatchAnswer, url: str, method: str = "GET") -> None:
         """Wait before sending a batch again (a part was throttled or transiently failed), or raise."""
         retry_after = retry_after_seconds(answer.headers.get("retry-after", ""))
         if answer.status == 429:
             call.throttles += 1
             delay = self._backoff(call.throttles) if retry_after is None else self._cap(retry_after)
             if call.throttle_wait + delay > self.settings.max_throttle_wait:
-                raise self._part_error(url, answer)
+                raise self._part_error(url, answer, method)
             call.throttle_wait += delay
             log.info("a part of %s was throttled: all requests pause for %.1f s", call.what, delay)
             self._gate.close_for(delay)
             self.stats.add(throttled=1, retries=1)
+            self.stats.note_throttle(error_text(answer.body.decode("utf-8", "replace"))[0])
             return
         if call.retries >= self.settings.max_retries:
-            raise self._part_error(url, answer)
+            raise self._part_error(url, answer, method)
         call.retries += 1
         self.stats.add(retries=1)
         time.sleep(self._backoff(call.retries) if retry_after is None else self._cap(retry_after))
@@ -246,11 +309,11 @@ class DataverseClient(Requester):
             return error
         raise error
 
-    def _part_error(self, url: str, answer: BatchAnswer) -> DataverseError:
-        """The error a single GET of `url` would have raised for this answer."""
+    def _part_error(self, url: str, answer: BatchAnswer, method: str = "GET") -> DataverseError:
+        """The error a single request (a GET) of `url` would have raised for this answer."""
         short = url[len(self.api_url):] if url.startswith(self.api_url) else url
-        call = Call(method="GET", url=url, short=short[:500], what=f"GET {short.split('?')[0].split('(')[0]}",
-                     safe=True)
+        call = Call(method=method, url=url, short=short[:500], what=f"{method} {short.split('?')[0].split('(')[0]}",
+                     safe=method == "GET")
         code, message = error_text(answer.body.decode("utf-8", "replace"))
         return self._make_error(call, answer.status, code, message, answer.headers)
 

@@ -10,6 +10,7 @@ module looks at a status code.
 
 from __future__ import annotations
 
+import http.cookiejar
 import json as jsonlib
 import logging
 import random
@@ -119,6 +120,11 @@ class Requester:
         self._session.cookies.set_policy(NoAffinityCookies())
         self._gate = ThrottleGate()
         self._refused_token = ""  # "Bearer ..." Dataverse refused and the provider could not renew
+
+    def keep_affinity(self) -> None:
+        """Keep the ARRAffinity cookie from now on, so every request returns to one web server: for
+        comparisons only (bench/merge_throughput.py); Microsoft's advice for throughput is to drop it."""
+        self._session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy())
 
     def request(
         self,
@@ -288,6 +294,7 @@ class Requester:
 
     def _throttle_delay(self, call: Call, response: requests.Response) -> float:
         call.throttles += 1
+        self.stats.note_throttle(error_body(response)[0])
         retry_after = parse_retry_after(response)
         delay = self._backoff(call.throttles) if retry_after is None else self._cap(retry_after)
         if call.throttle_wait + delay > self.settings.max_throttle_wait:

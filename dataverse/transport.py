@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from auth import TokenProvider
 
 _AFFINITY_COOKIES = frozenset({"ARRAffinity", "ARRAffinitySameSite"})
+REQUESTS_LIMIT_CODE = "0x80072322"  # a 429 for "Number of requests exceeded the limit of 6000 ..."
+CONCURRENCY_LIMIT_CODE = "0x80072326"  # a 429 for "Number of concurrent requests exceeded the limit of 52."
 
 
 @dataclass
@@ -30,6 +32,8 @@ class ClientStats:
     requests: int = 0
     retries: int = 0
     throttled: int = 0  # 429s seen
+    throttled_requests: int = 0  # of which: the number of requests was the limit (0x80072322)
+    throttled_concurrency: int = 0  # of which: too many requests at once (0x80072326)
     throttle_wait_s: float = 0.0
     dop_hint: int | None = None  # last x-ms-dop-hint seen
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
@@ -40,6 +44,14 @@ class ClientStats:
             self.retries += retries
             self.throttled += throttled
             self.throttle_wait_s += throttle_wait_s
+
+    def note_throttle(self, code: str) -> None:
+        """The error code of a 429: which limit was reached."""
+        with self._lock:
+            if code.lower() == REQUESTS_LIMIT_CODE:
+                self.throttled_requests += 1
+            elif code.lower() == CONCURRENCY_LIMIT_CODE:
+                self.throttled_concurrency += 1
 
     def note_dop_hint(self, hint: int) -> None:
         with self._lock:

@@ -59,6 +59,8 @@ class MergeResult:
     throttled: int = 0
     throttle_wait_s: float = 0.0
     requests: int = 0
+    batches: int = 0                          # $batch requests that carried merges (merging/batches.py)
+    batched: int = 0                          # the merges they carried
     elapsed_s: float = 0.0
     merges_per_s: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -123,6 +125,9 @@ class MergeResult:
                       for m in self.mismatches[:10]]
         if self.throttled:
             lines.append(f"Dataverse asked to slow down {self.throttled} times (429); the run waited as told.")
+        if self.batches:
+            lines.append(f"{self.batched} Merges went in {self.batches} $batch requests (quick Merges travel "
+                         "together: Dataverse counts a $batch as one request).")
         lines.append(f"Journal: {self.journal_path}; results: {self.actions_path} (and report.html beside it, to "
                      "read in a browser)")
         return lines

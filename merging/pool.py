@@ -3,9 +3,13 @@
 Merges into the same target must run one after another, in the plan's order (each one's UpdateContent was
 computed on the target as the earlier ones leave it), so work comes as *chains*: a chain is held by one
 worker at a time, and different chains run in parallel. How many run at once follows the server (AIMD,
-as TCP does): start at the server's ``x-ms-dop-hint``, add one after each window of completions with no new
-429, multiply by 0.7 after a window that saw one. The client already waits out every Retry-After, so the
-limit only decides how hard we push, never whether a merge succeeds.
+as TCP does): start at the server's ``x-ms-dop-hint`` and double after each window of completions until the
+first 429 (slow start), then add one after each window with no new 429. A 429 for too many concurrent
+requests multiplies the limit by 0.7 (Microsoft: reduce the number of threads); one for the number of
+requests or the execution time over the 5-minute window only stops the growth: every thread already waits
+out its Retry-After ("let the server tell you when to send more"), and fewer workers afterwards would only
+run below the ceiling (issue 16: with several web servers, cutting on those too kept 4 servers at 85% of
+their ceiling at 100 ms latency). The limit only decides how hard we push, never whether a merge succeeds.
 
 Ctrl-C in the main thread stops handing out work; merges in flight finish (and are journaled) first.
 """
@@ -58,10 +62,12 @@ ProgressCallback = Callable[[Progress], None]
 
 
 class AdaptiveLimit:
-    """Additive-increase / multiplicative-decrease concurrency limit, decided once per window of completions.
+    """Slow start, then additive-increase / multiplicative-decrease concurrency limit, decided once per window of
+    completions.
 
     A window is as many completions as the current limit (about one round trip of every worker). Pure:
-    feed it completions and the client's running count of 429s.
+    feed it completions, the client's running count of 429s and, of those, the ones that call for fewer
+    workers (`overloaded`; None: every 429 does).
     """
 
     def __init__(self, start: int, maximum: int, *, minimum: int = 1, decrease: float = 0.7) -> None:
@@ -69,32 +75,39 @@ class AdaptiveLimit:
         self.minimum = max(1, min(minimum, self.maximum))
         self.decrease = decrease
         self.value = float(min(max(start, self.minimum), self.maximum))
+        self.slow_start = True
         self._in_window = 0
-        self._throttled_at_start: int | None = None
+        self._at_start: tuple[int, int] | None = None   # (throttled, overloaded) when the window began
         self._lock = threading.Lock()
 
     @property
     def current(self) -> int:
         return int(self.value)
 
-    def completed(self, throttled_total: int) -> int:
+    def completed(self, throttled_total: int, overloaded_total: int | None = None) -> int:
         """Record one completion; returns the (possibly new) limit."""
+        counts = (throttled_total, throttled_total if overloaded_total is None else overloaded_total)
         with self._lock:
-            if self._throttled_at_start is None:
-                self._throttled_at_start = throttled_total
+            if self._at_start is None:
+                self._at_start = counts
             self._in_window += 1
             if self._in_window >= max(1, self.current):
-                if throttled_total > self._throttled_at_start:
+                throttled, overloaded = (now > then for now, then in zip(counts, self._at_start, strict=True))
+                if throttled:
+                    self.slow_start = False
+                if overloaded:
                     self.value = max(float(self.minimum), self.value * self.decrease)
-                else:
-                    self.value = min(float(self.maximum), self.value + 1)
+                elif not throttled:
+                    grown = self.value * 2 if self.slow_start else self.value + 1
+                    self.value = min(float(self.maximum), grown)
                 self._in_window = 0
-                self._throttled_at_start = throttled_total
+                self._at_start = counts
             return self.current
 
 
 class ChainPool(Generic[T]):
-    """Run `work(item)` over chains of items: items of one chain in order, chains in parallel.
+    """Run `work(item)` over chains of items: items of one chain in order, chains in parallel. `throttled` counts
+    the 429s so far, `overloaded` those of them that call for fewer workers (None: all of them).
 
     `work` returns a status string (counted in the progress) and must handle its own expected errors;
     anything it raises stops the pool and is re-raised by run() after in-flight items finish.
@@ -107,6 +120,7 @@ class ChainPool(Generic[T]):
         *,
         limit: AdaptiveLimit,
         throttled: Callable[[], int] = lambda: 0,
+        overloaded: Callable[[], int] | None = None,
         on_progress: ProgressCallback | None = None,
         progress_every_s: float = 0.5,
     ) -> None:
@@ -114,6 +128,7 @@ class ChainPool(Generic[T]):
         self._work = work
         self.limit = limit
         self._throttled = throttled
+        self._overloaded = overloaded
         self._on_progress = on_progress
         self._every = progress_every_s
         self.total = sum(len(c) for c in self._chains)
@@ -205,7 +220,7 @@ class ChainPool(Generic[T]):
             self._cond.notify_all()
 
     def _finished(self, status: str) -> None:
-        new_limit = self.limit.completed(self._throttled())
+        new_limit = self.limit.completed(self._throttled(), self._overloaded() if self._overloaded else None)
         with self._cond:
             self._done += 1
             self.counts[status] += 1

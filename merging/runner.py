@@ -21,6 +21,7 @@ from dataverse import DataverseClient
 from dataverse.related import merge_relationships
 from errors import DataverseError, OutcomeUnknownError, TokenRefusedError
 from merging import drift as checks
+from merging.batches import MergeSender
 from merging.failure_classes import (
     INACTIVE,
     MERGED_ELSEWHERE,
@@ -76,6 +77,7 @@ class MergeRun:
             if settings.note else None
         self.relationships = merge_relationships(client, plan.entity) if settings.snapshots else None
         self.snapshots: Snapshots | None = None
+        self.sender = MergeSender(client, settings.batch_size)
         self.result = MergeResult(journal_path=run.journal_path, actions_path=run.merge_actions_path)
         self._lock = threading.Lock()
         self._broken: dict[str, str] = {}  # target id -> the subordinate whose merge did not happen
@@ -171,7 +173,8 @@ class MergeRun:
                  len(rows), len(chains), maximum, limit.current)
         pool: ChainPool[PlannedMerge] = ChainPool(
             list(chains.values()), self.merge_row, limit=limit,
-            throttled=lambda: self.client.stats.throttled, on_progress=on_progress)
+            throttled=lambda: self.client.stats.throttled, overloaded=lambda: self.client.stats.throttled_concurrency,
+            on_progress=on_progress)
         pool.run()
 
     def merge_row(self, row: PlannedMerge) -> str:
@@ -245,7 +248,7 @@ class MergeRun:
         for n in range(1, MAX_SENDS + 1):
             self._journal_sending(row)
             try:
-                self.client.post("Merge", self._body(row))
+                self.sender.merge(self._body(row))  # alone or in a $batch with other workers' merges
                 return MergeStatus.MERGED, None, None, ""
             except TokenRefusedError as exc:
                 raise TokenStop(exc) from exc
@@ -369,6 +372,7 @@ class MergeRun:
 
     def finish(self) -> None:
         self.result.finish(time.monotonic() - self._started, self.client.stats, self._throttled_at_start)
+        self.result.batches, self.result.batched = self.sender.batches, self.sender.batched
 
 
 def _row_from_history(h: SubordinateHistory) -> PlannedMerge:

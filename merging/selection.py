@@ -37,6 +37,7 @@ class MergeSettings:
     workers: int | None = None
     note: bool = False                 # a note on each merged target (merging/notes.py)
     snapshots: bool = True             # an undo record before each merge (merging/snapshots.py)
+    batch_size: int | None = None      # merges per $batch: None decides (merging/batches.py), 1 never batches
 
 
 @dataclass(frozen=True)

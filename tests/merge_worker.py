@@ -1,7 +1,7 @@
 """Runs step 4 once against a running emulator: the subprocess the SIGKILL test kills and restarts.
 
-Usage: python -m tests.merge_worker ENVIRONMENT_URL RUN_FOLDER [WORKERS] (from the repository root). Prints
-the counts as JSON.
+Usage: python -m tests.merge_worker ENVIRONMENT_URL RUN_FOLDER [WORKERS [BATCH_SIZE]] (from the repository root).
+Prints the counts as JSON.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     url, folder = argv[1], Path(argv[2])
     workers = int(argv[3]) if len(argv) > 3 else None
-    settings = md.MergeSettings(entity="contact", workers=workers)
+    batch_size = int(argv[4]) if len(argv) > 4 else None
+    settings = md.MergeSettings(entity="contact", workers=workers, batch_size=batch_size)
     run = RunFolder(folder)
     with DataverseClient(url, StaticTokenProvider("t"), ClientSettings(backoff_base=0.05)) as client:
         result = md.run(client, run, md.load(client, run, settings), settings)

@@ -225,7 +225,7 @@ def test_verification_reports_mismatches(dv: EmulatorHandle, tmp_path: Path) -> 
     run = make_run(tmp_path / "run", dv.url, planned)
     client = client_for(dv, _TamperingClient)
     client.store = dv.store
-    result = merge(dv, run, client=client)
+    result = merge(dv, run, client=client, batch_size=1)  # the tampering hook sees single Merge requests
     assert result.merged == 3 and result.verified == 3 and len(result.mismatches) == 3
     assert result.mismatches[0]["field"] == "emailaddress2"
     mismatch = actions(run)[planned[0].subordinate_id]["verification"]["mismatches"][0]

@@ -10,14 +10,39 @@ import pytest
 from merging.pool import AdaptiveLimit, ChainPool, Progress
 
 
-def test_limit_grows_by_one_per_clean_window() -> None:
-    limit = AdaptiveLimit(start=4, maximum=10)
+def test_limit_doubles_until_the_first_429_then_grows_by_one_per_clean_window() -> None:
+    limit = AdaptiveLimit(start=4, maximum=40)
     for _ in range(4):
         limit.completed(0)
-    assert limit.current == 5
-    for _ in range(5):
-        limit.completed(0)
-    assert limit.current == 6
+    assert limit.current == 8 and limit.slow_start   # slow start: double per clean window
+    for _ in range(8):
+        limit.completed(1, 0)
+    assert limit.current == 8 and not limit.slow_start  # a window with a 429 ends it
+    for _ in range(8):
+        limit.completed(1, 0)
+    assert limit.current == 9
+    for _ in range(9):
+        limit.completed(1, 0)
+    assert limit.current == 10
+
+
+def test_only_a_429_for_concurrency_cuts_the_limit_others_hold_it() -> None:
+    """Issue 16: a 429 for the request count or the execution time is waited out by every thread (the throttle
+    gate); cutting the workers too left several web servers below their ceiling. Too many at once cuts."""
+    limit = AdaptiveLimit(start=10, maximum=20)
+    throttled = overloaded = 0
+    for _ in range(10):
+        throttled += 1          # rate 429s: the window holds
+        limit.completed(throttled, overloaded)
+    assert limit.current == 10 and not limit.slow_start
+    for _ in range(10):
+        limit.completed(throttled, overloaded)
+    assert limit.current == 11
+    for _ in range(11):
+        throttled += 1
+        overloaded += 1         # "Number of concurrent requests exceeded the limit": fewer workers
+        limit.completed(throttled, overloaded)
+    assert limit.current == 7
 
 
 def test_limit_shrinks_after_a_window_with_429s_and_stays_in_bounds() -> None:

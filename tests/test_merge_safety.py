@@ -96,7 +96,8 @@ class _RotatingTokens:
 @pytest.mark.slow
 def test_full_run_through_faults_merges_everything_once(make_emulator: Callable[..., EmulatorHandle],
                                                         tmp_path: Path) -> None:
-    limits = Limits(window_s=2, max_requests=120, max_exec_s=100, max_concurrent=10)
+    # quick Merges travel in $batch requests, so the request limit is low enough for them to meet it too
+    limits = Limits(window_s=2, max_requests=30, max_exec_s=100, max_concurrent=10)
     dv = make_emulator("empty", merge_ms=5, seed=3, limits=limits,
                        faults="503=0.05,drop=0.03,token-ttl=2,slow=0.02:0.5")
     planned = seed_groups(dv.store, 60, 2)  # 120 merges
