@@ -71,6 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="undo: only the merge of this subordinate (repeat for more)")
     p.add_argument("--workers", type=_positive, help="cap on parallel requests: merges (adaptive, up to 32) "
                    "and bulk reads (8)")
+    p.add_argument("--batch-size", type=_positive, help="merge: Merges per $batch request (default: decided by "
+                   "how quick Merges are, at most 10; 1 sends each Merge alone)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p.parse_args(argv)
 
@@ -165,8 +167,8 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, stdout: 
             connection = connect(args, console, work_dir, interactive)
             client, label, handle = connection.client, connection.label, connection.emulator
         answers = PromptAnswers(console, work_dir) if interactive else flag_answers(args, work_dir)
-        options = {"workers": args.workers, "check_modified": args.check_modified, "replan": args.replan,
-                   "view_id": args.view_id, "subordinates": args.subordinate}
+        options = {"workers": args.workers, "batch_size": args.batch_size, "check_modified": args.check_modified,
+                   "replan": args.replan, "view_id": args.view_id, "subordinates": args.subordinate}
         app = workflow.App(client, console, answers, work_dir, options, environment_label=label)
         return run_menu(app) if interactive else COMMANDS[args.command](app)
     except OutputClosedError:  # `... | head`: the reader went away; what was sent is journaled

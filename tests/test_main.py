@@ -130,9 +130,12 @@ def test_command_line_drives_the_whole_flow(work: Path, org: EmulatorHandle) -> 
     assert drive(work, [], ["prepare", *base, "--target", "newest_record"])[0] == 0
     code, out = drive(work, [], ["merge", *base, "--no-parenting-check"])
     assert code == 2 and "--yes" in out            # merging needs --yes
-    code, out = drive(work, [], ["merge", *base, "--no-parenting-check", "--yes"])
+    before = len(org.store.counters.requests)
+    code, out = drive(work, [], ["merge", *base, "--no-parenting-check", "--yes", "--batch-size", "1"])
     assert code == 0, out
     check_emulator_matches_plan(org, work / "cli_run")
+    posts = [e.path.rsplit("/", 1)[-1] for e in org.store.counters.requests[before:] if e.method == "POST"]
+    assert "$batch" not in posts and posts.count("Merge") > 100   # --batch-size 1: each Merge alone
     code, out = drive(work, [], ["merge", *base, "--no-parenting-check", "--yes"])
     assert code == 0 and re.search(r"already done|skipp", out, re.I), out
     code, out = drive(work, [], ["status", "--folder", "cli_run"])

@@ -291,6 +291,7 @@ def merge(app: App) -> int:
             default=False, flag="marketing_workaround"),
         check_modified=bool(app.options.get("check_modified", False)),
         workers=app.options.get("workers"),
+        batch_size=app.options.get("batch_size"),
         note=app.answers.confirm("Leave a note on each merged target (who was merged into it, when, what was "
                                  "written)?", default=False, flag="note"),
     )
