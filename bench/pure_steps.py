@@ -2,6 +2,7 @@
 
     python -m bench.pure_steps [--json PATH] [--quick]
     python -m bench.pure_steps --step-only --runs 5      # the whole of step 3, five times
+    python -m bench.pure_steps --step-only --runs 5 --under /dev/shm   # the run folder on a RAM disk
 
 Grouping: random duplicate pairs over a pool of twice as many ids (mostly pairs and small chains, like
 real detection output), timed through `grouping.group_pairs`; peak memory from tracemalloc in a second,
@@ -158,18 +159,20 @@ def bench_prepare(subordinates: int, seed: int = 2, under: str | None = None) ->
             "no_disk_subordinates_per_s": round(sample / cpu), "disk_file_creates_per_s": files_per_s}
 
 
-def bench_prepare_step(subordinates: int, seed: int = 4) -> dict[str, Any]:
+def bench_prepare_step(subordinates: int, seed: int = 4, under: str | None = None) -> dict[str, Any]:
     """The whole of step 3 (`prepare_duplicates.run`) on a run folder of synthetic contacts, against an
     emulator process for its metadata and pre-flight reads: read every record file, gather, plan, write the audit
-    files and merges.csv. Run in a child process, so its peak memory (ru_maxrss) is the step's own."""
-    out = subprocess.run([sys.executable, "-m", "bench.pure_steps", "--step-child", str(subordinates), str(seed)],
+    files and merges.csv. Run in a child process, so its peak memory (ru_maxrss) is the step's own. `under`:
+    the folder the run folder is made in (default: the system's temp folder)."""
+    out = subprocess.run([sys.executable, "-m", "bench.pure_steps", "--step-child", str(subordinates), str(seed),
+                          *(["--under", under] if under else [])],
                          capture_output=True, text=True, check=False, cwd=ROOT)
     if out.returncode != 0:
         raise SystemExit(f"the prepare step run failed: {out.stderr.strip().splitlines()[-1:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _step_child(subordinates: int, seed: int) -> dict[str, Any]:
+def _step_child(subordinates: int, seed: int, under: str | None = None) -> dict[str, Any]:
     from auth import StaticTokenProvider
     from dataverse import DataverseClient
     from planning.step import PrepareSettings
@@ -179,7 +182,7 @@ def _step_child(subordinates: int, seed: int) -> dict[str, Any]:
 
     rng = random.Random(seed)
     accounts = _ids(50, rng)
-    base = Path(tempfile.mkdtemp(prefix="bench_step_"))
+    base = Path(tempfile.mkdtemp(prefix="bench_step_", dir=under))
     # the emulator in its own process, as Dataverse is: this one stays single-threaded, like the tool
     server = subprocess.Popen([sys.executable, "-m", "dataverse_emulator", "--dataset", "empty"],
                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
@@ -199,6 +202,7 @@ def _step_child(subordinates: int, seed: int) -> dict[str, Any]:
         run.write_duplicate_groups(DuplicateGroups(job_id="bench", entity="contact", pairs_read=records,
                                                    groups=groups))
         client = DataverseClient(url, StaticTokenProvider("bench"))
+        creates_per_s = _file_create_rate(base / "disk_check")  # the disk's rate just before the step
         # step 2 wrote the record files long before step 3 runs: flush this setup's writes (and the last run's
         # deletions) now, or the disk's write-back of them slows the measured step's file creation
         if hasattr(os, "sync"):
@@ -209,7 +213,8 @@ def _step_child(subordinates: int, seed: int) -> dict[str, Any]:
         seconds = time.perf_counter() - start
         return {"subordinates": result.merges, "records": records, "seconds": round(seconds, 2),
                 "subordinates_per_s": round(result.merges / seconds), "requests": client.stats.requests,
-                "peak_rss_mb": round(_peak_kb() / 1024), "rss_before_mb": round(rss_before / 1024)}
+                "peak_rss_mb": round(_peak_kb() / 1024), "rss_before_mb": round(rss_before / 1024),
+                "disk_file_creates_per_s": creates_per_s, "folder": str(base.parent)}
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -247,16 +252,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--step-only", action="store_true", help="only the whole of step 3 (20,000 subordinates)")
     parser.add_argument("--runs", type=int, default=1, help="with --step-only: how many times")
+    parser.add_argument("--under", help="with --step-only: make the run folder in this folder (e.g. a RAM disk)")
     parser.add_argument("--step-child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step_child:
-        print(json.dumps(_step_child(*args.step_child)))
+        print(json.dumps(_step_child(*args.step_child, under=args.under)))
         return 0
     if args.step_only:
-        runs = [bench_prepare_step(2_000 if args.quick else 20_000, seed=4 + n) for n in range(args.runs)]
+        runs = [bench_prepare_step(2_000 if args.quick else 20_000, seed=4 + n, under=args.under)
+                for n in range(args.runs)]
         for r in runs:
             print(f"prepare step end to end: {r['subordinates']:,} subordinates in {r['seconds']:.2f} s = "
-                  f"{r['subordinates_per_s']:,}/s, {r['requests']} requests, peak memory {r['peak_rss_mb']} MB")
+                  f"{r['subordinates_per_s']:,}/s, {r['requests']} requests, peak memory {r['peak_rss_mb']} MB "
+                  f"(run folder in {r['folder']}, which created {r['disk_file_creates_per_s']:,} small files/s "
+                  "just before)")
         if args.json:
             args.json.write_text(json.dumps({"prepare_step_runs": runs}, indent=2) + "\n", encoding="utf-8")
         return 0

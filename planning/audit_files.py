@@ -116,14 +116,13 @@ def _write(path: str, data: bytes) -> None:
 class AuditWriter:
     """Writes a folder of audit CSVs as merges are planned. Use as a context manager.
 
-    This process builds each file's bytes (Python work); a few threads create the files (system calls, which
-    release the interpreter lock, and which on a busy disk cost more than the planning: 100,000 small files).
-    Creating files from several threads is two to three times as fast as from one on the disks measured, and
-    a thread shares nothing that could go wrong across a fork: no helper process is started. A write error
-    is raised here, at the latest on exit.
+    The caller builds each file's bytes (Python work); a writer thread creates the files (system calls, which
+    release the interpreter lock: on a slow disk they cost more than the planning, 100,000 small files).
+    One thread by default: on the disks measured, more threads spent more system time contending for the
+    folder's lock and were no faster. A write error is raised here, at the latest on exit.
     """
 
-    def __init__(self, folder: Path, first: Sequence[str] = (), *, threads: int = 4, batch_size: int = 64) -> None:
+    def __init__(self, folder: Path, first: Sequence[str] = (), *, threads: int = 1, batch_size: int = 64) -> None:
         self.folder, self.first, self.written = folder, list(first), 0
         self._threads, self._batch_size = threads, batch_size
         self._batch: list[tuple[str, bytes]] = []

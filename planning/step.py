@@ -3,8 +3,9 @@ before planning, plan every group with the merge logic of prepare_duplicates.py,
 (plan.jsonl, what step 4 runs), its view for people (merges.csv) and one audit file per merge.
 
 Every read from Dataverse happens before planning starts (table metadata, entity set names, pre-flight
-data); the planning loop itself does no I/O and forks nothing. Audit files are written as merges are
-planned: their bytes built here, the files created by a few threads (`audit_files.AuditWriter`). Step 3 holds the
+data); the planning loop itself does no I/O and forks nothing. Audit files and review.html are built from
+each merge's audit rows as it is planned, by a helper process started fresh (`report.output_process`, never a
+fork: it shares no connection and never talks to Dataverse), on the machine's other core. Step 3 holds the
 run folder's lock, and once step 4 has begun on a plan it replaces that plan only when asked (`replan`):
 then it plans what is left, from the records as they stand now, and never re-targets a merge that happened.
 """
@@ -22,12 +23,10 @@ from typing import Any
 from dataverse import DataverseClient, EntityMetadata, Environment
 from dataverse.related import counts, list_memberships, merge_relationships, related_rows
 from errors import EnvironmentMismatchError, NotFoundError, RunStateError, StepFourStartedError, UsageError, about
-from planning.audit_files import AuditWriter
 from planning.planner import MergeFn, Planner, plan_all
 from planning.preflight import Fetch, PreflightData, gather_by_ids, summarise, with_parents
 from planning.targets import get_strategy
-from report.review_collect import ReviewCollector
-from report.review_page import write_review_page
+from report.output_process import OutputProcess
 from runfolder.folder import RunFolder
 from runfolder.journal import SubordinateHistory, read_journal, replay
 from runfolder.lock import RunLock
@@ -82,28 +81,30 @@ def run(client: DataverseClient, run: RunFolder, settings: PrepareSettings, *, m
         meta = client.entity(settings.entity)
         fetch = _fetcher(client)
         targets: dict[str, str] = {}
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight") as side:  # network while reading
-            if settings.replan:
-                records = _fresh_records(client, meta, groups)
-                groups, targets = _what_is_left(groups, records, history, environment, notes)
-            impact = side.submit(_impact, client, meta, [i for g in groups.groups for i in g.record_ids], fetch)
-            if not settings.replan:
-                records = _read_records(run, groups, meta.primary_id)
-            related, by_ids, skipped = impact.result()
-            checks = with_parents(by_ids, meta.logical_name, meta.entity_set_name, meta.primary_id, records, fetch)
-        notes += skipped
-        planner = Planner(meta, merge_fn, ignore, client.entity_set_names(), checks, related)
         first = [meta.primary_id, meta.primary_name]
-        header = PlanHeader.new(meta.logical_name, environment, settings.target_strategy, previous, excluded)
-        with run.replace_dir(run.prepare_dir) as tmp:
-            with AuditWriter(tmp / run.audit_dir.relative_to(run.prepare_dir), first) as audit:
-                review = ReviewCollector(audit, first)  # passes every merge's audit rows on to the writer
-                merges = plan_all(planner, groups.groups, records, strategy, review, targets)
-                # while the writer's threads still create audit files: the plan and its two views
-                write_plan(tmp / run.plan_path.name, header, merges)
-                write_view(tmp / run.merges_csv.name, merges)
-                write_review_page(tmp / run.review_page.name, header, merges, review,
-                                  related={m.subordinate_id: dict(m.related) for m in merges if m.related})
+        with run.replace_dir(run.prepare_dir) as tmp, \
+                OutputProcess(tmp / run.audit_dir.relative_to(run.prepare_dir), first) as output:
+            # the helper process starts while the records are read; it writes the audit files and the page
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preflight") as side:  # network while reading
+                if settings.replan:
+                    records = _fresh_records(client, meta, groups)
+                    groups, targets = _what_is_left(groups, records, history, environment, notes)
+                impact = side.submit(_impact, client, meta, [i for g in groups.groups for i in g.record_ids], fetch)
+                if not settings.replan:
+                    records = _read_records(run, groups, meta.primary_id)
+                related, by_ids, skipped = impact.result()
+                checks = with_parents(by_ids, meta.logical_name, meta.entity_set_name, meta.primary_id, records,
+                                      fetch)
+            notes += skipped
+            planner = Planner(meta, merge_fn, ignore, client.entity_set_names(), checks, related)
+            header = PlanHeader.new(meta.logical_name, environment, settings.target_strategy, previous, excluded)
+            merges = plan_all(planner, groups.groups, records, strategy, output, targets)
+            output.finish(tmp / run.review_page.name, header, merges,
+                          related={m.subordinate_id: dict(m.related) for m in merges if m.related})
+            # while the helper renders the page and creates the last audit files: the plan and its view
+            write_plan(tmp / run.plan_path.name, header, merges)
+            write_view(tmp / run.merges_csv.name, merges)
+            output.close()
     changed = Counter(f for m in merges for f in m.changed_fields)
     return PrepareResult(
         entity=meta.logical_name, groups=len(groups.groups), merges=len(merges),

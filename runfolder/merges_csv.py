@@ -24,7 +24,7 @@ import pandas as pd
 
 from errors import PlanMismatchError, RunStateError
 from runfolder.files import atomic_write_text, display
-from runfolder.plan_file import Plan
+from runfolder.plan_file import Plan, json_bytes
 from runfolder.state import PlannedMerge
 
 KEY_COLUMNS = ["group_id", "order", "target_id", "subordinate_id"]
@@ -41,7 +41,7 @@ _SAVE_UTF8 = ("Open merges.csv as UTF-8 and save it as 'CSV UTF-8 (Comma delimit
 
 def update_cell(merge: PlannedMerge) -> str:
     """The update_content cell: the exact JSON sent, or a stand-in when a spreadsheet could not hold it."""
-    text = json.dumps(merge.update_content, ensure_ascii=False, separators=(",", ":"))
+    text = json_bytes(merge.update_content).decode("utf-8")
     if len(text) > CELL_MAX:
         return f"(UpdateContent of {len(text)} characters: too long for a spreadsheet cell; see plan.jsonl)"
     return text
@@ -193,9 +193,18 @@ def _compare(row: dict[str, Any], planned: dict[str, PlannedMerge],
                                   f"{plan.group_id} / {plan.order}")
     cell = str(row["update_content"])
     expected = update_cell(plan)
-    if cell.replace("\r\n", "\n") != expected and cell.strip() != expected:
+    if cell.replace("\r\n", "\n") != expected and cell.strip() != expected and not _same_json(cell, plan):
         return _value_difference(cell, expected)
     return None
+
+
+def _same_json(cell: str, plan: PlannedMerge) -> bool:
+    """The cell holds the plan's values written another way (a file from a version that spaced its JSON
+    differently): values always come from the plan, so that is no difference."""
+    try:
+        return bool(json.loads(cell) == plan.update_content)
+    except ValueError:
+        return False
 
 
 def _order(text: str) -> int | None:

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from dataverse.environment import Environment
 from errors import RunStateError
 from runfolder.files import atomic_write_bytes, display
@@ -84,8 +86,13 @@ def merge_from_json(d: dict[str, Any]) -> PlannedMerge:
     )
 
 
-def _line(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+def json_bytes(data: Any) -> bytes:
+    """Compact JSON in UTF-8 (orjson: step 3 writes one line per merge; the standard library for what orjson
+    refuses, such as an integer past 64 bits)."""
+    try:
+        return orjson.dumps(data)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _digest(lines: Iterable[bytes]) -> str:
@@ -98,13 +105,13 @@ def _digest(lines: Iterable[bytes]) -> str:
 
 def write_plan(path: Path, header: PlanHeader, merges: list[PlannedMerge]) -> PlanHeader:
     """Write the plan atomically (fsync'd); returns the header as written (count and digest filled in)."""
-    lines = [_line(merge_to_json(m)) for m in merges]
+    lines = [json_bytes(merge_to_json(m)) for m in merges]
     header = replace(header, merges=len(lines), digest=_digest(lines))
     head = {"kind": "plan", "format": FORMAT, "plan_id": header.plan_id, "entity": header.entity,
             "environment": header.environment.to_json(), "target_strategy": header.target_strategy,
             "prepared_at": header.prepared_at, "replan_of": header.replan_of, "excluded": list(header.excluded),
             "merges": header.merges, "digest": header.digest}
-    atomic_write_bytes(path, b"\n".join([_line(head), *lines]) + b"\n")
+    atomic_write_bytes(path, b"\n".join([json_bytes(head), *lines]) + b"\n")
     return header
 
 

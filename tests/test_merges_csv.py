@@ -163,3 +163,25 @@ def test_a_hand_edited_plan_is_refused(prepared: tuple[Path, Plan], tmp_path: Pa
     path.write_text(path.read_text(encoding="utf-8").replace("München", "Munich"), encoding="utf-8")
     with pytest.raises(RunStateError, match="changed after step 3 wrote it"):
         read_plan(path)
+
+
+def test_json_spaced_another_way_is_the_same_values(prepared: tuple[Path, Plan]) -> None:
+    # a merges.csv from a version that wrote its JSON with spaces still selects; other values do not
+    view, plan = prepared
+    table = xl.open_table(view)
+    cell = table[3][xl.column(table, "update_content")]
+    assert cell == update_cell(plan.merges[2])
+    spaced = cell.replace('":"', '": "').replace('","', '", "')
+    assert spaced != cell
+    assert selection_after(prepared, xl.set_cell(3, "update_content", spaced)).selected == {SA1, SA2, SB1, SC1}
+    error = refused(prepared, xl.set_cell(3, "update_content", spaced.replace("Neil", "Neill")))
+    assert error.problems == [RowProblem.VALUES]
+
+
+def test_what_orjson_cannot_write_is_written_by_the_standard_library(tmp_path: Path) -> None:
+    huge = PlannedMerge(TA, 1, TA, SA1, {"@odata.type": CONTACT, "numberofemployees": 2**70})
+    write_plan(tmp_path / "plan.jsonl", PlanHeader.new("contact", ENV, "oldest_record"), [huge])
+    write_view(tmp_path / "merges.csv", [huge])
+    plan = read_plan(tmp_path / "plan.jsonl")
+    assert plan.merges[0].update_content["numberofemployees"] == 2**70
+    assert read_selection(tmp_path / "merges.csv", plan).selected == {SA1}
