@@ -141,8 +141,12 @@ class AuditWriter:
 
     def add(self, rows: AuditRows, columns: Sequence[str] | None = None) -> None:
         """Queue one subordinate's audit file (`columns`: its `audit_columns`, when the caller has them)."""
-        path = os.path.join(self.folder, audit_file_name(rows.subordinate_id))  # refuses a bad id here
-        self._batch.append((path, audit_csv_bytes(*audit_table(rows, self.first, columns))))
+        self.add_bytes(rows.subordinate_id, audit_csv_bytes(*audit_table(rows, self.first, columns)))
+
+    def add_bytes(self, subordinate_id: str, data: bytes) -> None:
+        """Queue one subordinate's audit file, built already (`audit_csv_bytes`)."""
+        path = os.path.join(self.folder, audit_file_name(subordinate_id))  # refuses a bad id here
+        self._batch.append((path, data))
         self.written += 1
         if len(self._batch) >= self._batch_size:
             self._hand_over()

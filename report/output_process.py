@@ -4,10 +4,12 @@ Planning is one plain loop in this process. What it hands on for each merge (the
 CSV and the review page's data; building those is Python work as large as the planning itself, so a helper
 process does it on the machine's other core. The helper is a fresh interpreter (`python -m
 report.output_process`), never a fork: it inherits no connection, no client and no lock, and it never talks
-to Dataverse. It reads batches of audit rows from its stdin (pickled, from this process only), writes the
-audit files with its own `AuditWriter`, renders review.html when told to, and answers once on its stdout:
-the number of audit files written, or the error that stopped it. If this process dies, the helper reads
-the end of its stdin and exits; the files it wrote are in step 3's temp folder, which is then discarded.
+to Dataverse. A reader thread takes the batches of audit rows off its stdin as they come (pickled, from
+this process only, each framed by its length), so this process never waits on the pipe while the helper
+works; the helper writes the audit files with its own `AuditWriter`, renders review.html when told to, and
+answers once on its stdout: the number of audit files written, or the error that stopped it. If this
+process dies, the helper reads the end of its stdin and exits; the files it wrote are in step 3's temp
+folder, which is then discarded.
 
 `OutputProcess` is an audit sink (`planning.planner.AuditSink`): step 3 passes it to `plan_all` in place of
 a `ReviewCollector`.
@@ -17,9 +19,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import queue
 import signal
+import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +35,7 @@ from planning.audit_files import AuditRows
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 256  # audit rows per message
+_FRAME = struct.Struct("<Q")  # each message: its length, then the pickle
 
 
 class OutputProcess:
@@ -37,6 +43,7 @@ class OutputProcess:
 
     def __init__(self, audit_dir: Path, first: Sequence[str]) -> None:
         self._args = (str(audit_dir.resolve()), list(first))
+        self._first = list(first)
         self._batch: list[AuditRows] = []
         self._process: subprocess.Popen[bytes] | None = None
         self.written = 0
@@ -106,12 +113,28 @@ class OutputProcess:
     def _send(self, message: tuple[Any, ...]) -> None:
         process = self._require()
         assert process.stdin is not None
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            pickle.dump(message, process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            process.stdin.write(_FRAME.pack(len(data)))
+            process.stdin.write(data)
         except BrokenPipeError:
             self.close()  # raises the helper's error
             raise RunStateError("Step 3's helper process ended early.", "Rerun step 3 (Prepare duplicates).") \
                 from None
+
+
+def _messages(source: IO[bytes], inbox: queue.Queue[bytes | None]) -> None:
+    """The helper's reader thread: every framed message into `inbox` as it arrives, so the step's writes into
+    the pipe never wait for the helper to finish its last batch (None: the end of the input)."""
+    try:
+        while len(head := source.read(_FRAME.size)) == _FRAME.size:
+            (size,) = _FRAME.unpack(head)
+            data = source.read(size)
+            if len(data) != size:
+                break
+            inbox.put(data)
+    finally:
+        inbox.put(None)
 
 
 def serve(source: IO[bytes], answer: IO[bytes]) -> None:
@@ -120,19 +143,28 @@ def serve(source: IO[bytes], answer: IO[bytes]) -> None:
     from report.review_collect import ReviewCollector
     from report.review_page import write_review_page
 
+    inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
+    threading.Thread(target=_messages, args=(source, inbox), name="output-inbox", daemon=True).start()
+
+    def receive() -> Any:
+        data = inbox.get()
+        if data is None:
+            raise EOFError
+        return pickle.loads(data)
+
     try:
-        start = pickle.load(source)
+        start = receive()
         audit_dir, first = Path(start[1]), start[2]
         with AuditWriter(audit_dir, first) as audit:
             review = ReviewCollector(audit, first)
             while True:
                 try:
-                    message = pickle.load(source)
+                    message = receive()
                 except EOFError:
                     return  # the step stopped before finishing: nothing to answer
                 if message[0] == "rows":
                     for rows in message[1]:
-                        review.add(rows)
+                        review.add(rows)  # and on to the audit writer
                 elif message[0] == "finish":
                     _, page, header, merges, related = message
                     write_review_page(Path(page), header, merges, review, related=related)

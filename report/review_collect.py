@@ -72,6 +72,10 @@ class ReviewCollector:
         columns = audit_columns(rows, self.first)  # once for both: the audit file and the page
         if self._sink is not None:
             self._sink.add(rows, columns)
+        self.keep(rows, columns)
+
+    def keep(self, rows: AuditRows, columns: Sequence[str]) -> None:
+        """Keep what the page needs of one merge (`columns`: its `audit_columns(rows, first)`)."""
         if len(self.details) < self.limit:
             self.details[rows.subordinate_id] = detail_json(compact(rows, self.first, columns), self.columns)
             return
