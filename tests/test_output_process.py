@@ -4,6 +4,10 @@ naming the file; a step that fails takes its helper down with it, and nothing wa
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from report.review_page import write_review_page
 from runfolder.state import Group, PlannedMerge
 
 FIRST = ["contactid", "fullname"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def groups(n: int) -> list[list[dict[str, str]]]:
@@ -110,3 +115,38 @@ def test_a_helper_that_dies_is_reported_not_waited_for(tmp_path: Path) -> None:
         output.finish(tmp_path / "review.html", HEADER, [], {})
         output.close()
     assert "exit code" in info.value.message or "ended early" in info.value.message
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and /proc")
+def test_the_helper_exits_when_the_step_is_killed(tmp_path: Path) -> None:
+    """kill -9 of step 3 leaves no helper behind: it reads the end of its input and exits."""
+    script = f"""
+import os, signal, sys
+sys.path.insert(0, {str(ROOT)!r})
+from planning.audit_files import AuditRows
+from report.output_process import OutputProcess
+T = {T!r}
+with OutputProcess(__import__("pathlib").Path({str(tmp_path / "audit")!r}), ["contactid"]) as output:
+    for n in range(300):
+        sub = f"00000000-0000-0000-0000-{{n:012d}}"
+        output.add(AuditRows(sub, {{"contactid": sub}}, {{"contactid": T}}, {{}}, {{"contactid": T}}))
+    print(output._require().pid, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+    step = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert step.returncode == -signal.SIGKILL
+    helper = int(step.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while _alive(helper) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(helper)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by init in a container) counts as gone
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ")[1].startswith("Z"))
