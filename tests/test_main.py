@@ -275,3 +275,27 @@ def test_two_views_with_one_name_are_asked_about_or_chosen_by_id(work: Path, org
     code, out = drive(work, ["1", "contact", VIEW, "9", "2", "n", "0"])       # the menu lists them and asks
     assert code == 0 and "Which one?" in out and "not one of the numbers" in out, out
     assert "Started duplicate detection job" in out
+
+
+def test_demo_commands_run_one_after_another_meet_the_same_environment(tmp_path: Path) -> None:
+    # each `--demo` command starts its own emulator: the jobs file and run folder of one must fit the next
+    code, out = drive(tmp_path, [], ["--demo", "detect", "--entity", "contact", "--view", VIEW, "--wait"])
+    assert code == 0, out
+    code, out = drive(tmp_path, [], ["--demo", "group", "--entity", "contact", "--folder", "r1",
+                                     "--jobs-file", "detection_jobs_contact.json"])
+    assert code == 0, out
+    code, out = drive(tmp_path, [], ["--demo", "prepare", "--entity", "contact", "--folder", "r1"])
+    assert code == 0 and (tmp_path / "r1" / "prepare" / "plan.jsonl").is_file(), out
+    # a port taken since: the demo moves to another and says so in .demo/port (its folders then name the old
+    # address, and are refused with the way forward rather than run against the wrong environment)
+    import socket
+
+    port = int((tmp_path / ".demo" / "port").read_text())
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the last emulator's connections may linger
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        code, out = drive(tmp_path, [], ["--demo", "group", "--entity", "contact", "--folder", "r2",
+                                         "--jobs-file", "detection_jobs_contact.json"])
+        assert code == 2 and "holds jobs of" in out and "Traceback" not in out, out
+    assert int((tmp_path / ".demo" / "port").read_text()) != port
