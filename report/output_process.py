@@ -32,6 +32,8 @@ from typing import IO, Any
 
 from errors import RunStateError
 from planning.audit_files import AuditRows
+from runfolder.plan_file import PlanHeader
+from runfolder.state import PlannedMerge
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 256  # audit rows per message
@@ -60,7 +62,7 @@ class OutputProcess:
             self._send(("rows", self._batch))
             self._batch = []
 
-    def finish(self, review_page: Path, header: Any, merges: Sequence[Any],
+    def finish(self, review_page: Path, header: PlanHeader, merges: Sequence[PlannedMerge],
                related: Mapping[str, Mapping[str, int]]) -> None:
         """Hand over the last rows and the plan; returns at once (the page is rendered while this process
         writes the plan and merges.csv). `close` waits for the helper."""

@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 import requests
+from builders import FAST, RecordingTokens
 from script_server import ScriptServer
 
+from dataverse import DataverseClient
 from dataverse_emulator import EmulatorHandle, start_emulator
 
 PROXY_VARS = ("http_proxy", "https_proxy", "ftp_proxy", "all_proxy", "no_proxy",
@@ -122,3 +124,15 @@ def server() -> Iterator[ScriptServer]:
     s = ScriptServer()
     yield s
     s.close()
+
+
+@pytest.fixture
+def tokens() -> RecordingTokens:
+    return RecordingTokens()
+
+
+@pytest.fixture
+def client(server: ScriptServer, tokens: RecordingTokens) -> Iterator[DataverseClient]:
+    """A client of the scripted server (test files that need other settings define their own)."""
+    with DataverseClient(server.url, tokens, FAST) as c:
+        yield c

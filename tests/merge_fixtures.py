@@ -4,12 +4,14 @@ merges against that emulator. Used by the merge tests, the SIGKILL worker and th
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from auth import StaticTokenProvider
 from dataverse import DataverseClient, Environment
+from dataverse_emulator.store import Ref
 from planning.preflight import severity_of
 from runfolder.folder import RunFolder
 from runfolder.merges_csv import write_view
@@ -79,3 +81,17 @@ def make_run(root: Path, url: str, planned: list[Planned], *, entity: str = "con
     write_plan(run.plan_path, PlanHeader.new(entity, environment_of(url), "oldest_record"), merges)
     write_view(run.merges_csv, merges)
     return run
+
+
+def assert_all_done_once(dv: Any, run: RunFolder, planned: list) -> dict:
+    """Every planned merge done exactly once in the emulator, and listed once in merge_actions_made.json."""
+    for p in planned:
+        sub = dv.store.get("contact", p.subordinate_id)
+        assert sub["statecode"] == 1 and sub["masterid"] == Ref("contact", p.target_id), p.subordinate_id
+    assert max(dv.store.counters.merge_success.values()) <= 1
+    assert set(dv.store.counters.merge_success) == {p.subordinate_id for p in planned}
+    doc = json.loads(run.merge_actions_path.read_text(encoding="utf-8"))
+    subs = [a["subordinate_id"] for a in doc["merges"]]
+    assert sorted(subs) == sorted(p.subordinate_id for p in planned)
+    assert {a["status"] for a in doc["merges"]} <= {"merged", "already_merged"}
+    return doc

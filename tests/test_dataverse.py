@@ -6,7 +6,6 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,17 +20,6 @@ from dataverse import (
 from errors import DataverseError, NotFoundError, OutcomeUnknownError
 
 OK: tuple[int, dict[str, str], dict] = (200, {}, {"value": []})
-
-
-@pytest.fixture
-def tokens() -> RecordingTokens:
-    return RecordingTokens()
-
-
-@pytest.fixture
-def client(server: ScriptServer, tokens: RecordingTokens) -> Iterator[DataverseClient]:
-    with DataverseClient(server.url, tokens, FAST) as c:
-        yield c
 
 
 def error(status: int, code: str, message: str, **headers: str) -> tuple[int, dict[str, str], dict]:

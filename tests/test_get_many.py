@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
-from builders import FAST, RecordingTokens
+from builders import RecordingTokens
 from script_server import Received, ScriptServer
 
 from dataverse import (
@@ -17,17 +16,6 @@ from dataverse import (
 from errors import DataverseError
 
 OK: tuple[int, dict[str, str], dict] = (200, {}, {"value": []})
-
-
-@pytest.fixture
-def tokens() -> RecordingTokens:
-    return RecordingTokens()
-
-
-@pytest.fixture
-def client(server: ScriptServer, tokens: RecordingTokens) -> Iterator[DataverseClient]:
-    with DataverseClient(server.url, tokens, FAST) as c:
-        yield c
 
 
 def test_get_many_fetches_records_in_bulk(server: ScriptServer, client: DataverseClient) -> None:

@@ -6,18 +6,16 @@ merge by merge, a throttled batch sent again whole, and batches for quick merges
 from __future__ import annotations
 
 import json
-import random
 import re
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from merge_fixtures import assert_all_done_once, make_run, seed_groups
+from merge_worker import kill_at_random_points
+from script_server import Received, ScriptServer
 
 import merge_duplicates as md
 from auth import StaticTokenProvider
@@ -29,9 +27,6 @@ from dataverse_emulator.store import Ref
 from errors import DataverseError, OutcomeUnknownError
 from merging.batches import MergeSender
 from runfolder.journal import read_journal
-from tests.merge_fixtures import make_run, seed_groups
-from tests.script_server import Received, ScriptServer
-from tests.test_merge_safety import REPO, WORKER, _assert_all_done_once, _lines
 
 FAST = ClientSettings(connect_timeout=2, read_timeout=20, backoff_base=0.01, max_retries=2, max_retry_after=5)
 C = "Microsoft.Dynamics.CRM.contact"
@@ -70,13 +65,6 @@ def sent_bodies(received: Received) -> list[dict[str, Any]]:
     """The JSON bodies of the change sets in a $batch request, in order."""
     return [json.loads(m) for m in re.findall(r"type=entry\r\nAccept: application/json\r\n\r\n(.*?)\r\n--changeset",
                                               received.body.decode(), re.S)]
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptServer]:
-    s = ScriptServer()
-    yield s
-    s.close()
 
 
 @pytest.fixture
@@ -275,22 +263,7 @@ def test_sigkill_with_batches_then_rerun(make_emulator: Callable[..., EmulatorHa
     dv = make_emulator("empty", merge_ms=20)
     planned = seed_groups(dv.store, 40, 3)  # 120 merges, chains of 3
     run = make_run(tmp_path / "run", dv.url, planned)
-    rng = random.Random(20240607)
-    kills = 0
-    for _ in range(4):
-        proc = subprocess.Popen([sys.executable, "-m", WORKER, dv.url, str(run.root), "8", "4"], cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        kill_at = _lines(run.journal_path) + rng.randint(15, 55)
-        deadline = time.monotonic() + 30
-        while proc.poll() is None and _lines(run.journal_path) < kill_at and time.monotonic() < deadline:
-            time.sleep(0.002)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.communicate(timeout=30)
-    final = subprocess.run([sys.executable, "-m", WORKER, dv.url, str(run.root), "8", "4"], cwd=REPO,
-                           capture_output=True, text=True, timeout=60)
-    assert final.returncode == 0, final.stderr
+    kills = kill_at_random_points(dv.url, run, ["8", "4"], rounds=4, seed=20240607)
     assert kills >= 3
-    _assert_all_done_once(dv, run, planned)
+    assert_all_done_once(dv, run, planned)
     assert merge_posts(dv)[0] == 0  # every Merge went in a $batch

@@ -3,49 +3,19 @@ every planned merge is done exactly once and merge_actions_made.json lists each 
 
 from __future__ import annotations
 
-import json
-import random
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from merge_fixtures import make_run, seed_groups
+from merge_fixtures import assert_all_done_once, make_run, seed_groups
+from merge_worker import kill_at_random_points
 
 import merge_duplicates as md
 from dataverse import ClientSettings, DataverseClient
 from dataverse_emulator import EmulatorHandle
 from dataverse_emulator.options import Limits
-from dataverse_emulator.store import Ref
-from runfolder.folder import RunFolder
 from runfolder.journal import read_journal, replay
-
-REPO = Path(__file__).resolve().parent.parent
-WORKER = "tests.merge_worker"   # run as a module from the repository root: no sys.path edits
-
-
-def _lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
-
-def _assert_all_done_once(dv: EmulatorHandle, run: RunFolder, planned: list) -> dict:
-    for p in planned:
-        sub = dv.store.get("contact", p.subordinate_id)
-        assert sub["statecode"] == 1 and sub["masterid"] == Ref("contact", p.target_id), p.subordinate_id
-    assert max(dv.store.counters.merge_success.values()) <= 1
-    assert set(dv.store.counters.merge_success) == {p.subordinate_id for p in planned}
-    doc = json.loads(run.merge_actions_path.read_text(encoding="utf-8"))
-    subs = [a["subordinate_id"] for a in doc["merges"]]
-    assert sorted(subs) == sorted(p.subordinate_id for p in planned)
-    assert {a["status"] for a in doc["merges"]} <= {"merged", "already_merged"}
-    return doc
 
 
 @pytest.mark.slow
@@ -53,24 +23,9 @@ def test_sigkill_at_random_points_then_rerun(make_emulator: Callable[..., Emulat
     dv = make_emulator("empty", merge_ms=20)
     planned = seed_groups(dv.store, 50, 3)  # 150 merges, chains of 3
     run = make_run(tmp_path / "run", dv.url, planned)
-    rng = random.Random(20240601)
-    kills = 0
-    for _ in range(5):
-        proc = subprocess.Popen([sys.executable, "-m", WORKER, dv.url, str(run.root), "8"], cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        kill_at = _lines(run.journal_path) + rng.randint(15, 55)  # a random point of this run's progress
-        deadline = time.monotonic() + 30
-        while proc.poll() is None and _lines(run.journal_path) < kill_at and time.monotonic() < deadline:
-            time.sleep(0.002)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.communicate(timeout=30)
-    final = subprocess.run([sys.executable, "-m", WORKER, dv.url, str(run.root)], cwd=REPO, capture_output=True,
-                           text=True, timeout=60)
-    assert final.returncode == 0, final.stderr
+    kills = kill_at_random_points(dv.url, run, ["8"], rounds=5, seed=20240601)
     assert kills >= 4
-    _assert_all_done_once(dv, run, planned)
+    assert_all_done_once(dv, run, planned)
     events = read_journal(run.journal_path)
     assert sum(1 for e in events if e["event"] == "run_start") == kills + 1
     # the kills caught merges in flight: some subordinates were sent more than once by the journal's count,
@@ -108,7 +63,7 @@ def test_full_run_through_faults_merges_everything_once(make_emulator: Callable[
     result = md.run(client, run, md.load(client, run, settings), settings)
     assert result.failed == 0 and result.skipped == 0
     assert result.merged + result.already_merged == len(planned)
-    _assert_all_done_once(dv, run, planned)
+    assert_all_done_once(dv, run, planned)
     assert client.stats.throttled > 0 and tokens.refreshes > 0  # the faults really happened
     sent = sum(1 for e in read_journal(run.journal_path) if e["event"] == "sending")
     assert sent > len(planned) or result.already_merged > 0  # some Merges met a 503 or a dropped answer

@@ -1,6 +1,6 @@
 "use strict";
 // Shared by review.html and report.html (inlined before the page's own script): building DOM nodes with
-// text only, and the search box's debounced filter.
+// text only, the search box's debounced filter, and the pagers.
 
 function el(tag, cls, text) {
   var node = document.createElement(tag);
@@ -29,4 +29,20 @@ function bindSearch(state, refilter) {
   search.addEventListener("change", onSearch);
   state.query = search.value.trim().toLowerCase();
   document.getElementById("filters").addEventListener("submit", function (e) { e.preventDefault(); });
+}
+
+// Fills every .pager with previous / "page N of M" / next; go(page) shows that page (0-based).
+function fillPagers(page, pages, go) {
+  Array.prototype.forEach.call(document.querySelectorAll(".pager"), function (nav) {
+    nav.textContent = "";
+    var prev = add(nav, el("button", "prev", "\u2190 previous"));
+    prev.type = "button";
+    prev.disabled = page === 0;
+    prev.addEventListener("click", function () { go(page - 1); });
+    add(nav, el("span", "page", "page " + (page + 1) + " of " + pages));
+    var next = add(nav, el("button", "next", "next \u2192"));
+    next.type = "button";
+    next.disabled = page >= pages - 1;
+    next.addEventListener("click", function () { go(page + 1); });
+  });
 }

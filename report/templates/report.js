@@ -52,18 +52,7 @@
   }
 
   function pagers(pages) {
-    Array.prototype.forEach.call(document.querySelectorAll(".pager"), function (nav) {
-      nav.textContent = "";
-      var prev = add(nav, el("button", "prev", "\u2190 previous"));
-      prev.type = "button";
-      prev.disabled = state.page === 0;
-      prev.addEventListener("click", function () { state.page -= 1; render(); });
-      add(nav, el("span", "page", "page " + (state.page + 1) + " of " + pages));
-      var next = add(nav, el("button", "next", "next \u2192"));
-      next.type = "button";
-      next.disabled = state.page >= pages - 1;
-      next.addEventListener("click", function () { state.page += 1; render(); });
-    });
+    fillPagers(state.page, pages, function (page) { state.page = page; render(); });
   }
 
   function render() {

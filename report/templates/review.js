@@ -143,20 +143,7 @@
     return box;
   }
 
-  function pagers(pages) {
-    Array.prototype.forEach.call(document.querySelectorAll(".pager"), function (nav) {
-      nav.textContent = "";
-      var prev = add(nav, el("button", "prev", "\u2190 previous"));
-      prev.type = "button";
-      prev.disabled = state.page === 0;
-      prev.addEventListener("click", function () { go(state.page - 1); });
-      add(nav, el("span", "page", "page " + (state.page + 1) + " of " + pages));
-      var next = add(nav, el("button", "next", "next \u2192"));
-      next.type = "button";
-      next.disabled = state.page >= pages - 1;
-      next.addEventListener("click", function () { go(state.page + 1); });
-    });
-  }
+  function pagers(pages) { fillPagers(state.page, pages, go); }
 
   function go(page) {
     state.page = page;
